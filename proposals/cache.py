@@ -1,0 +1,129 @@
+"""Per-split proposal cache: one ``.npz`` keyed by image id, built by worker processes.
+
+The file maps each image id to a float32 ``(N, 4)`` array of internal boxes
+(0-based inclusive ``x1, y1, x2, y2``) and holds a ``__meta__`` JSON entry with
+the hash of the parameters that made it; a file made with other parameters is
+never reused.  While computing, a ``<name>.partial.npz`` checkpoint is written
+atomically every ``checkpoint_every`` images, so a killed run resumes where it
+stopped; the final file replaces it atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from spp_det.data.images import load_image
+from spp_det.io_utils import save_npz
+
+from .selective_search import SearchParams, selective_search
+
+log = logging.getLogger(__name__)
+META = "__meta__"
+
+
+def save_proposals(path: str | Path, boxes: dict[str, np.ndarray], meta: dict) -> None:
+    arrays = {k: np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()}
+    arrays[META] = np.array(json.dumps(meta, sort_keys=True))
+    save_npz(path, **arrays)
+
+
+def load_proposals(path: str | Path, expect_hash: Optional[str] = None) -> dict[str, np.ndarray]:
+    """Read a proposal file -> ``{image_id: (N, 4) float32}``; checks the hash if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: proposal file not found")
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z[META])) if META in z.files else {}
+        if expect_hash is not None and meta.get("hash") != expect_hash:
+            raise ValueError(f"{path}: proposals were made with other parameters "
+                             f"(hash {meta.get('hash')} != {expect_hash})")
+        return {k: z[k] for k in z.files if k != META}
+
+
+def read_meta(path: str | Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z[META])) if META in z.files else {}
+
+
+def _work(item: tuple[str, str, tuple[int, int], SearchParams]) -> tuple[str, np.ndarray, float]:
+    image_id, path, hw, params = item
+    t = time.perf_counter()
+    boxes = selective_search(load_image(path, hw), params)
+    return image_id, boxes, time.perf_counter() - t
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core; no oversubscription
+
+
+def compute_proposals(items: Sequence[tuple[str, str, tuple[int, int]]], out_path: str | Path,
+                      params: SearchParams, params_hash: str, workers: int = 2,
+                      checkpoint_every: int = 100, progress: bool = True) -> dict[str, np.ndarray]:
+    """Selective search for ``items`` = ``[(image_id, image_path, (H, W)), ...]``.
+
+    Writes ``out_path`` (atomically) and returns the boxes.  Resumes from a
+    partial checkpoint made with the same ``params_hash``; skips all work if
+    ``out_path`` already holds a complete result for the same hash.
+    """
+    out_path = Path(out_path)
+    ids = [i for i, _, _ in items]
+    meta = {"hash": params_hash, "params": params.to_dict(), "num_images": len(ids)}
+    if out_path.is_file() and read_meta(out_path).get("hash") == params_hash:
+        done = load_proposals(out_path)
+        if set(done) == set(ids):
+            return done
+    partial = out_path.with_name(out_path.stem + ".partial.npz")
+    done: dict[str, np.ndarray] = {}
+    if partial.is_file():
+        try:
+            if read_meta(partial).get("hash") == params_hash:
+                done = {k: v for k, v in load_proposals(partial).items() if k in set(ids)}
+                log.info("resuming proposals from %s (%d/%d done)", partial, len(done), len(ids))
+        except (ValueError, OSError, EOFError):  # unreadable checkpoint: start over
+            done = {}
+    todo = [(i, str(p), hw, params) for i, p, hw in items if i not in done]
+    t0 = time.perf_counter()
+    busy = 0.0
+    last_ckpt = len(done)
+    bar = tqdm(total=len(ids), initial=len(done), desc=f"proposals {out_path.stem}", unit="img",
+               disable=not progress)
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 and todo else None
+    try:
+        results: Iterable = pool.imap_unordered(_work, todo, chunksize=1) if pool else map(_work, todo)
+        for image_id, boxes, dt in results:
+            done[image_id] = boxes
+            busy += dt
+            bar.update(1)
+            if len(done) - last_ckpt >= checkpoint_every and len(done) < len(ids):
+                save_proposals(partial, done, meta)
+                last_ckpt = len(done)
+        if pool:
+            pool.close()
+            pool.join()
+    except BaseException:
+        if pool:
+            pool.terminate()
+            pool.join()
+        if len(done) > last_ckpt:  # keep what was finished for the next run
+            save_proposals(partial, done, meta)
+        raise
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    if todo:
+        n = sum(len(done[i]) for i, *_ in todo)
+        log.info("selective search: %d images in %.1f s (%.2f img/s, %.2f s/img per worker, %.0f boxes/img)",
+                 len(todo), wall, len(todo) / max(wall, 1e-9), busy / len(todo), n / len(todo))
+    save_proposals(out_path, done, meta)
+    if partial.exists():
+        os.remove(partial)
+    return done

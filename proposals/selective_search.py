@@ -1,0 +1,69 @@
+"""Selective search (OpenCV ximgproc) producing internal boxes.
+
+Fast mode follows R-CNN's setting by default: k in {base_k, base_k + inc_k} =
+{50, 100}, with OpenCV's fast strategy set (HSV and Lab colour spaces, two
+similarity strategies).  Quality mode is OpenCV's quality strategy set.
+Output boxes: float32 ``(N, 4)`` ``x1, y1, x2, y2``, 0-based inclusive pixel
+indices of the image passed in, in selective search's ranking order, duplicates
+and boxes under ``min_size`` px on either side removed, at most ``max_boxes``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    mode: str = "fast"
+    base_k: int = 50
+    inc_k: int = 50
+    sigma: float = 0.8
+    max_boxes: int = 2000
+    min_size: int = 8
+    max_image_side: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def unique_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct box, in original order."""
+    if len(boxes) == 0:
+        return np.zeros((0,), np.int64)
+    _, first = np.unique(np.asarray(boxes), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams()) -> np.ndarray:
+    """Run selective search on a BGR uint8 image; see the module docstring for the output."""
+    if not hasattr(cv2, "ximgproc"):
+        raise ImportError("cv2.ximgproc is missing: install opencv-contrib-python(-headless), not opencv-python")
+    h, w = image_bgr.shape[:2]
+    r = 1.0
+    img = image_bgr
+    if params.max_image_side and max(h, w) > params.max_image_side:
+        r = params.max_image_side / max(h, w)
+        img = cv2.resize(image_bgr, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+    cv2.setRNGSeed(0)  # OpenCV ranks regions with its RNG: keep runs reproducible
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(img)
+    if params.mode == "fast":
+        ss.switchToSelectiveSearchFast(params.base_k, params.inc_k, params.sigma)
+    elif params.mode == "quality":
+        ss.switchToSelectiveSearchQuality(params.base_k, params.inc_k, params.sigma)
+    else:
+        raise ValueError(f"unknown selective search mode {params.mode!r}")
+    rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h
+    boxes = np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1, rects[:, 1] + rects[:, 3] - 1], 1)
+    if r != 1.0:  # back to the original image's pixel indices (edges scale as extents)
+        boxes[:, :2] = np.floor(boxes[:, :2] / r)
+        boxes[:, 2:] = np.ceil((boxes[:, 2:] + 1) / r) - 1
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
+    boxes = boxes[unique_boxes(boxes)]
+    keep = ((boxes[:, 2] - boxes[:, 0] + 1) >= params.min_size) & ((boxes[:, 3] - boxes[:, 1] + 1) >= params.min_size)
+    return boxes[keep][: params.max_boxes].astype(np.float32)

@@ -1,0 +1,82 @@
+"""Using a trained detector from Python.
+
+>>> from spp_det.api import Detector
+>>> det = Detector.from_workdir("runs/demo")
+>>> result = det.detect("image.jpg")          # or a BGR uint8 array
+>>> result.boxes, result.scores, result.labels, det.classes
+
+Boxes are internal: float ``(K, 4)`` ``x1, y1, x2, y2``, 0-based inclusive
+pixel indices of the input image.  The detector runs selective search with the
+experiment's proposal settings, conv5 at the experiment's scale, and the
+variant with box regression when one was trained.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from .config import load_config
+from .data.images import load_image
+from .detect import Detections
+from .features import compute_conv5
+from .inference import TrainedModels
+from .workspace import Workspace
+
+
+class Detector:
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.models = TrainedModels.from_workspace(ws)
+        self.classes = ws.classes
+        self.backbone = ws.backbone.to(ws.device)
+
+    @classmethod
+    def from_workdir(cls, workdir: str | Path, device: Optional[str] = None) -> "Detector":
+        workdir = Path(workdir)
+        cfg_path = workdir / "config.yaml"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{cfg_path}: not found; is {workdir} a trained experiment's work directory?")
+        cfg = load_config(cfg_path, [f"features.device={device}"] if device else None)
+        cfg.workdir = str(workdir)
+        for f in ("svm/fc7.pt", "finetune/best.pt"):
+            if not (workdir / f).is_file():
+                raise FileNotFoundError(f"{workdir / f}: missing; run the pipeline to the end first")
+        return cls(Workspace(cfg))
+
+    def proposals(self, image_bgr: np.ndarray) -> np.ndarray:
+        from proposals.selective_search import SearchParams, selective_search
+        p = self.ws.cfg.proposals
+        return selective_search(image_bgr, SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes,
+                                                        p.min_size, p.max_image_side))
+
+    def detect(self, image: Union[str, Path, np.ndarray], boxes: Optional[np.ndarray] = None,
+               variant: Optional[str] = None) -> Detections:
+        """Detect objects in a path or BGR uint8 ``(H, W, 3)`` array; ``boxes`` overrides proposals."""
+        img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"image must be BGR uint8 (H, W, 3), got {img.dtype} {img.shape}")
+        windows = self.proposals(img) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
+        fmap = compute_conv5(self.backbone, img, self.ws.scale, self.ws.device).float().cpu()
+        res = self.models.detect(fmap, windows, img.shape[:2])
+        return res[variant or self.models.main_variant]
+
+
+def draw_detections(image_bgr: np.ndarray, dets: Detections, classes: list[str],
+                    min_score: float = 0.0) -> np.ndarray:
+    """A copy of the image with boxes scoring above ``min_score`` drawn and labelled."""
+    out = image_bgr.copy()
+    palette = [(int(37 * i) % 255, int(97 * i + 80) % 255, int(151 * i + 160) % 255) for i in range(len(classes))]
+    for b, s, l in sorted(zip(dets.boxes, dets.scores, dets.labels), key=lambda t: t[1]):
+        if s < min_score:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in b)
+        col = palette[int(l)]
+        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
+        text = f"{classes[int(l)]} {s:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        cv2.rectangle(out, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), col, -1)
+        cv2.putText(out, text, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return out

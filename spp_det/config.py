@@ -1,0 +1,257 @@
+"""Experiment configuration: dataclasses + YAML. The only place defaults live.
+
+Defaults are the paper's values (``SPPNET_REFERENCE.md``).  Where the released
+code differs, the alternative is a value of the same option:
+
+===========================  =====================  ===========================
+option                       paper (default)        released code
+===========================  =====================  ===========================
+model.projection             ``paper``              ``offset``
+finetune.base_lr/lr_steps    1e-4, [250000]; 300k   1e-3, [30000, 60000]; 70k
+svm.prune_neg_overlap        0.7 (paper) / null     null (not in released code)
+test.bbox_reg_order          ``before_nms`` (ours)  ``after_nms``
+5-scale list (issue 3)       864                    874
+===========================  =====================  ===========================
+
+``svm.prune_neg_overlap`` defaults to ``null`` (off) because the released code and
+R-CNN do not prune; set 0.7 for the paper's variant.
+
+Load with :func:`load_config`; unknown keys are an error naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+@dataclass
+class GenerateConfig:
+    """If set on a dataset, the runner generates a synthetic VOC set at ``dataset.root``."""
+
+    seed: int = 0
+    num_trainval: int = 200
+    num_test: int = 120
+    min_side: int = 300
+    max_side: int = 400
+
+
+@dataclass
+class DatasetConfig:
+    root: str = "data/VOCdevkit/VOC2007"
+    classes: list[str] = field(default_factory=lambda: list(VOC_CLASSES))
+    train_split: str = "trainval"
+    test_split: str = "test"
+    use_difficult: bool = False  # difficult GT used as training positives?
+    generate: Optional[GenerateConfig] = None
+
+
+@dataclass
+class ProposalsConfig:
+    method: str = "selective_search"  # or "mat" (R-CNN's precomputed .mat files)
+    mode: str = "fast"  # "fast" | "quality"
+    base_k: int = 50  # R-CNN fast mode: k in {50, 100}
+    inc_k: int = 50
+    sigma: float = 0.8
+    max_boxes: int = 2000
+    min_size: int = 8  # boxes narrower or shorter than this (px) are dropped
+    max_image_side: Optional[int] = None  # resize before search (boxes mapped back)
+    workers: int = 2
+    mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "zf5"
+    weights: Optional[str] = None  # path, "package" (lite0), "imagenet" (torchvision), null
+
+
+@dataclass
+class ModelConfig:
+    scales: list[int] = field(default_factory=lambda: [688])
+    spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
+    projection: str = "paper"  # "paper" | "offset"
+    projection_offset: Optional[float] = None  # offset rule: default stride/2 - 1.5
+    fc_dim: int = 4096
+    dropout: float = 0.5
+
+
+@dataclass
+class FeaturesConfig:
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    batch_windows: int = 2048  # windows per fc forward pass
+
+
+@dataclass
+class FinetuneConfig:
+    enabled: bool = True
+    iterations: int = 300000
+    base_lr: float = 1e-4
+    lr_steps: list[int] = field(default_factory=lambda: [250000])
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    fg_fraction: float = 0.25
+    fg_threshold: float = 0.5
+    bg_low: float = 0.1
+    bg_high: float = 0.5
+    use_flipped: bool = True
+    images_per_chunk: int = 64
+    batches_per_chunk: int = 16
+    snapshot_every: int = 10000
+    val_split: Optional[str] = None  # choose the snapshot on this split (never test)
+    val_images: int = 100
+    fc8_std: float = 0.01
+    split: Optional[str] = None  # default: dataset.train_split
+
+
+@dataclass
+class SvmConfig:
+    C: float = 0.001
+    pos_weight: float = 2.0
+    bias: float = 10.0
+    neg_overlap: float = 0.3
+    hard_thresh: float = -1.0001
+    evict_thresh: float = -1.2
+    retrain_limit: int = 2000
+    prune_neg_overlap: Optional[float] = None
+    max_iter: int = 10000
+    pool5_baseline: bool = False  # also train SVMs on pooled conv5 (Table 9's first row)
+
+
+@dataclass
+class NormConfig:
+    target: float = 20.0
+    images: int = 200
+    boxes_per_image: int = 200
+
+
+@dataclass
+class BboxRegConfig:
+    enabled: bool = True
+    min_overlap: float = 0.5
+    lam: float = 4000.0
+    max_per_class: Optional[int] = 5000  # memory bound (R-CNN used all windows); null = all
+
+
+@dataclass
+class TestConfig:
+    score_thresh: float = -1.5
+    nms: float = 0.3
+    max_per_class: int = 100
+    bbox_reg_order: str = "before_nms"  # "before_nms" | "after_nms"
+
+
+@dataclass
+class EvalConfig:
+    use_07_metric: bool = True
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    workdir: str = "runs/experiment"
+    seed: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    svm: SvmConfig = field(default_factory=SvmConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    bbox_reg: BboxRegConfig = field(default_factory=BboxRegConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        if not self.dataset.classes:
+            raise ValueError("config: dataset.classes is empty")
+        if len(set(self.dataset.classes)) != len(self.dataset.classes):
+            raise ValueError("config: dataset.classes has duplicates")
+        if self.model.projection not in ("paper", "offset"):
+            raise ValueError(f"config: model.projection must be 'paper' or 'offset', not {self.model.projection!r}")
+        if self.test.bbox_reg_order not in ("before_nms", "after_nms"):
+            raise ValueError("config: test.bbox_reg_order must be 'before_nms' or 'after_nms'")
+        if self.proposals.mode not in ("fast", "quality"):
+            raise ValueError("config: proposals.mode must be 'fast' or 'quality'")
+        if not self.model.scales or any(s <= 0 for s in self.model.scales):
+            raise ValueError("config: model.scales must be a non-empty list of positive sizes")
+        if len(self.model.scales) != 1:
+            raise ValueError("config: only single-scale detection is implemented so far (model.scales: [s])")
+        if self.finetune.val_split is not None and self.finetune.val_split == self.dataset.test_split:
+            raise ValueError("config: finetune.val_split must not be the test split")
+        return self
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {where or 'top level'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"config: unknown key {where + '.' if where else ''}{key} "
+                             f"(known: {', '.join(sorted(fields))})")
+        sub = _DATACLASS_FIELDS.get((cls, key))
+        if sub is not None and value is not None:
+            kwargs[key] = _from_dict(sub, value, f"{where}.{key}" if where else key)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+_DATACLASS_FIELDS = {
+    (Config, "dataset"): DatasetConfig, (Config, "proposals"): ProposalsConfig,
+    (Config, "backbone"): BackboneConfig, (Config, "model"): ModelConfig,
+    (Config, "features"): FeaturesConfig, (Config, "finetune"): FinetuneConfig,
+    (Config, "svm"): SvmConfig, (Config, "norm"): NormConfig, (Config, "bbox_reg"): BboxRegConfig,
+    (Config, "test"): TestConfig, (Config, "eval"): EvalConfig,
+    (DatasetConfig, "generate"): GenerateConfig,
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _from_dict(Config, data or {}, "").validate()
+
+
+def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Config:
+    """Read a YAML config; ``overrides`` are ``a.b=value`` strings (value parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: malformed YAML: {e}") from e
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ValueError(f"override {ov!r} must look like key.sub=value")
+        key, value = ov.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    try:
+        return config_from_dict(data)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from .io_utils import save_text
+    save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), path)

@@ -1,0 +1,120 @@
+"""The test stage: score every test window with the trained SVMs, regress, NMS, write comp4.
+
+Variants written side by side (the stage-wise table of the paper's Table 9):
+
+* ``pool5``     SVMs on pooled conv5, no fine-tuning (only if ``svm.pool5_baseline``)
+* ``fc7``       SVMs on fine-tuned fc7
+* ``fc7_bbox``  the same + bounding-box regression (if ``bbox_reg.enabled``)
+
+Output: ``<workdir>/detections/<split>/<variant>/comp4_det_<split>_<cls>.txt``
+(VOC 1-based boxes).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .bbox_reg import load_bbox_reg
+from .boxes import internal_to_voc
+from .config import TestConfig
+from .detect import Detections, postprocess, svm_scores
+from .evaluation.voc import ClassDetections, comp4_path, write_comp4
+from .features import WindowPooler
+from .finetune import load_head
+from .head import SPPHead, batched
+from .svm import load_svms
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModels:
+    """Everything needed to turn a conv map and windows into detections."""
+
+    pooler: WindowPooler
+    head: SPPHead
+    svm_fc7: dict
+    test_cfg: TestConfig
+    num_classes: int
+    svm_pool5: Optional[dict] = None
+    bbox_reg: Optional[dict] = None
+    device: torch.device = torch.device("cpu")
+    batch: int = 2048
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> "TrainedModels":
+        c = ws.cfg
+        pool5 = ws.root / "svm" / "pool5.pt"
+        reg = ws.root / "bbox_reg" / "model.pt"
+        return cls(pooler=ws.pooler(), head=load_head(ws).to(ws.device), svm_fc7=load_svms(ws.root / "svm" / "fc7.pt"),
+                   test_cfg=c.test, num_classes=len(ws.classes),
+                   svm_pool5=load_svms(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
+                   bbox_reg=load_bbox_reg(reg) if c.bbox_reg.enabled and reg.is_file() else None,
+                   device=ws.device, batch=c.features.batch_windows)
+
+    @property
+    def main_variant(self) -> str:
+        return "fc7_bbox" if self.bbox_reg is not None else "fc7"
+
+    @torch.no_grad()
+    def detect(self, fmap: torch.Tensor, boxes: np.ndarray, image_hw: tuple[int, int]) -> dict[str, Detections]:
+        """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image."""
+        if len(boxes) == 0:
+            empty = Detections.concat([])
+            return {v: empty for v in self.variants()}
+        pooled = self.pooler.pool(fmap, boxes, image_hw)
+        fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
+        pool5 = pooled.numpy()
+        out = {}
+        s_fc7 = svm_scores(fc7, self.svm_fc7)
+        out["fc7"] = postprocess(boxes, s_fc7, image_hw, self.test_cfg)
+        if self.bbox_reg is not None:
+            out["fc7_bbox"] = postprocess(boxes, s_fc7, image_hw, self.test_cfg, pool5, self.bbox_reg)
+        if self.svm_pool5 is not None:
+            out["pool5"] = postprocess(boxes, svm_scores(pool5, self.svm_pool5), image_hw, self.test_cfg)
+        return out
+
+    def variants(self) -> list[str]:
+        v = ["fc7"] + (["fc7_bbox"] if self.bbox_reg is not None else [])
+        return (["pool5"] if self.svm_pool5 is not None else []) + v
+
+
+def detections_dir(ws: Workspace, variant: str, split: Optional[str] = None) -> Path:
+    return ws.root / "detections" / (split or ws.cfg.dataset.test_split) / variant
+
+
+def run_test(ws: Workspace, progress: bool = True) -> list[str]:
+    """Detect on every test image; write comp4 files per variant; returns the variant names."""
+    split = ws.cfg.dataset.test_split
+    models = TrainedModels.from_workspace(ws)
+    cache = ws.conv5_cache()
+    collected: dict[str, list[list[tuple[str, Detections]]]] = {v: [] for v in models.variants()}
+    t0 = time.perf_counter()
+    records = ws.dataset(split).records
+    for r in tqdm(records, desc="test", unit="img", disable=not progress):
+        res = models.detect(cache.load(r), ws.boxes_for(r, split), (r.height, r.width))
+        for v, d in res.items():
+            collected[v].append((r.image_id, d))
+    dt = time.perf_counter() - t0
+    log.info("test: %d images in %.1f s (%.3f s/img, conv5 from cache)", len(records), dt, dt / max(1, len(records)))
+    for v, per_image in collected.items():
+        for c, name in enumerate(ws.classes):
+            ids, scores, boxes = [], [], []
+            for image_id, d in per_image:
+                m = d.labels == c
+                ids += [image_id] * int(m.sum())
+                scores.append(d.scores[m])
+                boxes.append(internal_to_voc(d.boxes[m]))
+            write_comp4(comp4_path(detections_dir(ws, v), split, name),
+                        ClassDetections(np.asarray(ids, dtype=object),
+                                        np.concatenate(scores) if scores else np.zeros(0),
+                                        np.concatenate(boxes) if boxes else np.zeros((0, 4))))
+    return list(collected)

@@ -1,0 +1,87 @@
+"""A conv trunk that knows its geometry, channel count and pre-processing.
+
+:class:`Backbone` is what every stage uses: ``preprocess`` turns a BGR uint8
+image into the network's input tensor, ``forward`` gives the last conv map
+("conv5"), and ``geometry`` maps conv cells to image pixels.
+``fc_init`` carries pretrained fc6/fc7 weights when the source net has any.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .geometry import Geometry, derive_geometry
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Per-channel ``(x - mean) / std`` in the given channel order, pixels 0..255.
+
+    ``mean``/``std`` are in the *output* channel order (``"bgr"`` or ``"rgb"``).
+    """
+
+    order: str = "bgr"
+    mean: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __call__(self, image_bgr: np.ndarray) -> torch.Tensor:
+        """BGR uint8 ``(H, W, 3)`` -> float32 tensor ``(3, H, W)``."""
+        img = image_bgr if self.order == "bgr" else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        x = (img.astype(np.float32) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+ZF_PREPROCESS = Preprocess("bgr", (128.0, 128.0, 128.0), (1.0, 1.0, 1.0))
+LITE_PREPROCESS = Preprocess("rgb", (127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
+IMAGENET_PREPROCESS = Preprocess("rgb", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+
+
+@dataclass
+class FcInit:
+    """Pretrained fc weights usable by the SPP head.
+
+    ``fc6_weight`` is ``(out, C * g * g)`` for the source net's ``g x g`` pool5
+    grid (channel-major, like torch's flatten); the head copies it into its own
+    ``g x g`` pyramid level if it has one.  ``fc7_*`` are ``(out, in)`` / ``(out,)``.
+    """
+
+    grid: int
+    fc6_weight: torch.Tensor
+    fc6_bias: torch.Tensor
+    fc7_weight: torch.Tensor
+    fc7_bias: torch.Tensor
+
+
+@dataclass
+class Backbone:
+    name: str
+    trunk: nn.Module
+    out_channels: int
+    preprocess: Preprocess
+    fc_init: Optional[FcInit] = None
+    geometry: Geometry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.geometry = derive_geometry(self.trunk)
+        self.trunk.eval()
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def stride(self) -> int:
+        return self.geometry.stride
+
+    @torch.no_grad()
+    def conv5(self, image_bgr: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Conv map ``(C, H', W')`` of one already-resized BGR uint8 image."""
+        x = self.preprocess(image_bgr).unsqueeze(0).to(device)
+        return self.trunk(x)[0]
+
+    def to(self, device: str | torch.device) -> "Backbone":
+        self.trunk.to(device)
+        return self

@@ -1,0 +1,188 @@
+"""The ordered stages and the resume logic.
+
+``run_pipeline(cfg)`` runs, in order::
+
+    dataset -> proposals -> conv5 -> finetune -> svm_pool5 -> svm -> bbox_reg -> test -> eval
+
+A stage whose manifest holds the current hash of the config values it
+depends on (see :meth:`Workspace.stage_hash`) and whose outputs exist is
+skipped; stages that work per image or per iteration (proposals, conv5,
+fine-tuning) also resume inside themselves after a kill.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .config import Config, save_config
+from .io_utils import save_json, save_text
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+STAGES = ("dataset", "proposals", "conv5", "finetune", "svm_pool5", "svm", "bbox_reg", "test", "eval")
+
+
+def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
+    gen = ws.cfg.dataset.generate
+    if gen is not None:
+        from .data.synthetic import CLASSES, make_synthetic_voc
+        if list(ws.cfg.dataset.classes) != list(CLASSES):
+            raise ValueError(f"dataset.generate needs dataset.classes = {list(CLASSES)}")
+        make_synthetic_voc(ws.cfg.dataset.root, gen.seed, gen.num_trainval, gen.num_test, gen.min_side,
+                           gen.max_side, progress=None if not progress else __import__("tqdm").tqdm)
+    for split in ws.proposal_splits():
+        ds = ws.dataset(split)
+        log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),
+                 dict(zip(ws.classes, ds.num_objects().tolist())))
+    return []
+
+
+def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
+    from proposals.cache import compute_proposals, save_proposals
+    from proposals.rcnn_mat import load_rcnn_mat
+    from proposals.selective_search import SearchParams
+
+    p = ws.cfg.proposals
+    outs = []
+    for split in ws.proposal_splits():
+        out = ws.proposals_path(split)
+        records = ws.dataset(split).records
+        if p.method == "mat":
+            if split not in p.mat_files:
+                raise ValueError(f"proposals.method is 'mat' but proposals.mat_files has no entry for {split!r}")
+            boxes = load_rcnn_mat(p.mat_files[split])
+            missing = [r.image_id for r in records if r.image_id not in boxes]
+            if missing:
+                raise ValueError(f"{p.mat_files[split]}: no boxes for {len(missing)} images of {split!r}, "
+                                 f"e.g. {missing[:3]}")
+            save_proposals(out, {r.image_id: boxes[r.image_id] for r in records},
+                           {"hash": ws.proposals_hash(split), "source": p.mat_files[split]})
+        elif p.method == "selective_search":
+            params = SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
+            compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out, params,
+                              ws.proposals_hash(split), p.workers, progress=progress)
+        else:
+            raise ValueError(f"unknown proposals.method {p.method!r} (use 'selective_search' or 'mat')")
+        outs.append(out)
+    return outs
+
+
+def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
+    records = {}
+    for split in ws.proposal_splits():
+        ds = ws.dataset(split)
+        flips = ws.cfg.finetune.use_flipped and split == ws.finetune_split and ws.cfg.finetune.enabled
+        for r in (ds.with_flipped() if flips else ds.records):
+            records[r.key] = r
+    cache = ws.conv5_cache()
+    cache.build(list(records.values()), ws.device, progress)
+    return [cache.dir]
+
+
+def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
+    from .finetune import finetune
+    return [finetune(ws, progress)]
+
+
+def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
+    if not ws.cfg.svm.pool5_baseline:
+        return []
+    from .svm import train_svms
+    return [train_svms(ws, "pool5", None, progress)]
+
+
+def stage_svm(ws: Workspace, progress: bool) -> list[Path]:
+    from .finetune import load_head
+    from .svm import train_svms
+    return [train_svms(ws, "fc7", load_head(ws), progress)]
+
+
+def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
+    if not ws.cfg.bbox_reg.enabled:
+        return []
+    from .bbox_reg import train_bbox_regressors
+    return [train_bbox_regressors(ws, progress)]
+
+
+def stage_test(ws: Workspace, progress: bool) -> list[Path]:
+    from .inference import detections_dir, run_test
+    return [detections_dir(ws, v) for v in run_test(ws, progress)]
+
+
+VARIANT_TITLES = {"pool5": "SVM on pooled conv5, no fine-tuning",
+                  "fc7": "fine-tuned fc7",
+                  "fc7_bbox": "fine-tuned fc7 + bbox regression"}
+
+
+def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
+    from .evaluation.voc import evaluate_comp4_dir, format_ap_table
+    split = ws.cfg.dataset.test_split
+    records = ws.dataset(split).records
+    variants = [v for v in VARIANT_TITLES if (ws.root / "detections" / split / v).is_dir()
+                and (v != "pool5" or ws.cfg.svm.pool5_baseline) and (v != "fc7_bbox" or ws.cfg.bbox_reg.enabled)]
+    results, outs = {}, []
+    for v in variants:
+        res = evaluate_comp4_dir(ws.root / "detections" / split / v, records, ws.classes, split,
+                                 ws.cfg.eval.use_07_metric)
+        results[v] = res
+        out = ws.root / "eval" / f"{split}_{v}.json"
+        save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"]}, out)
+        outs.append(out)
+    main = variants[-1]
+    text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT_TITLES[main]}):")
+    text += "\n\n" + stagewise_table(results, split)
+    save_text(text + "\n", ws.root / "eval" / f"stagewise_{split}.txt")
+    outs.append(ws.root / "eval" / f"stagewise_{split}.txt")
+    print(text, flush=True)
+    return outs
+
+
+def stagewise_table(results: dict, split: str) -> str:
+    lines = [f"Stage-wise mAP on {split} (cf. the paper's Table 9):"]
+    for v, res in results.items():
+        lines.append(f"  {VARIANT_TITLES[v]:<40} {100 * res['mAP']:6.2f}")
+    return "\n".join(lines)
+
+
+STAGE_FUNCS: dict[str, Callable[[Workspace, bool], list[Path]]] = {
+    "dataset": stage_dataset, "proposals": stage_proposals, "conv5": stage_conv5, "finetune": stage_finetune,
+    "svm_pool5": stage_svm_pool5, "svm": stage_svm, "bbox_reg": stage_bbox_reg, "test": stage_test,
+    "eval": stage_eval,
+}
+
+
+def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = False) -> dict:
+    """Run one stage unless it is already complete for this config; returns its timing record."""
+    if stage not in STAGE_FUNCS:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    if stage != "dataset" and not force and ws.stage_done(stage):
+        log.info("stage %s: done for this config, skipped", stage)
+        print(f"[{stage}] up to date, skipped", flush=True)
+        return {"stage": stage, "skipped": True, "seconds": ws.manifest_info(stage).get("seconds")}
+    print(f"[{stage}] running", flush=True)
+    t0 = time.perf_counter()
+    outputs = STAGE_FUNCS[stage](ws, progress)
+    dt = time.perf_counter() - t0
+    if stage != "dataset":
+        ws.mark_done(stage, outputs, {"seconds": dt})
+    print(f"[{stage}] finished in {dt:.1f} s", flush=True)
+    return {"stage": stage, "skipped": False, "seconds": dt}
+
+
+def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: bool = True,
+                 force: Sequence[str] = ()) -> Workspace:
+    """Run ``stages`` (default: all) in order; prints a timing table at the end."""
+    ws = Workspace(cfg)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, ws.root / "config.yaml")
+    timings = [run_stage(ws, s, progress, s in force) for s in (stages or STAGES)]
+    lines = ["Stage times (this run; skipped stages show their last run's time):"]
+    for t in timings:
+        sec = t["seconds"]
+        lines.append(f"  {t['stage']:<10} {'skipped' if t['skipped'] else 'ran':>8}  "
+                     f"{(f'{sec:8.1f} s') if sec is not None else '       -  '}")
+    print("\n".join(lines), flush=True)
+    save_json(timings, ws.root / "timings.json")
+    return ws

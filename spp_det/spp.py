@@ -1,0 +1,149 @@
+"""Window -> conv-map projection and spatial pyramid pooling.
+
+Conventions
+-----------
+* Input windows: internal boxes, float ``(N, 4)`` ``x1, y1, x2, y2``, 0-based
+  inclusive pixel indices of the **original** image.
+* Cell windows: int64 ``(N, 4)`` ``cx1, cy1, cx2, cy2``, 0-based inclusive
+  indices of conv-map cells; always ``0 <= c1 <= c2 < map size``.
+* Backbone geometry: cell ``k`` is centred on resized-image pixel
+  ``cell0 + stride * k`` (see :mod:`spp_det.models.geometry`).
+
+Projection rules (``rule``)
+---------------------------
+``"paper"`` (default; the paper's appendix, with the "proper offset" made
+explicit by the backbone's cell-0 centre).  Box edges are scaled as pixel
+extents, ``x1_s = r x1`` and ``x2_s = r (x2 + 1) - 1`` with ``r`` the resize
+factor, then ``left = floor((x1_s - cell0) / S) + 1`` and
+``right = ceil((x2_s - cell0) / S) - 1``: the cells whose centres lie strictly
+inside the window.  With ``cell0 = 0`` these are the paper's
+``floor(x / S) + 1`` and ``ceil(x / S) - 1``.
+
+``"offset"`` (the released MATLAB code).  Boxes are scaled by
+``x_s = x (s - 1) / (min(H, W) - 1)`` (the 1-based formula shifted to 0-based),
+then ``left = floor((x1_s - cell0 + offset) / S + 0.5)`` and
+``right = ceil((x2_s - cell0 - offset) / S - 0.5)`` with ``offset = S/2 - 1.5``
+(6.5 for S = 16): cells whose centres lie within ``[x1 - 1.5, x2 + 1.5]``.
+
+Both rules: where ``left > right`` both become their midpoint rounded half up,
+then both are clamped to the map.
+
+Pyramid pooling
+---------------
+Bin ``i`` of ``n`` over a window of ``h`` cells covers cells
+``[floor(i h / n), ceil((i + 1) h / n))``: bins may overlap, never empty (this
+is exactly torch's adaptive max pooling).  Output per window: for each level
+in the order given (default ``(1, 2, 3, 6)``), the ``(C, n, n)`` block
+flattened channel-major (index ``c n^2 + row n + col``), levels concatenated.
+Level ``n`` is computed from level ``m`` when ``n`` divides ``m`` (the union of
+``m/n`` consecutive bins of ``m`` is exactly bin ``i`` of ``n``), so only the
+finest level touches the conv map.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models.geometry import Geometry
+
+DEFAULT_LEVELS = (1, 2, 3, 6)
+
+
+def spp_dim(channels: int, levels: Sequence[int] = DEFAULT_LEVELS) -> int:
+    """Length of one pooled vector: ``channels * sum(n^2)`` (12,800 for 256 x (1,2,3,6))."""
+    return channels * sum(n * n for n in levels)
+
+
+def scale_boxes(boxes: np.ndarray, orig_hw: tuple[int, int], scale: int, rule: str = "paper") -> np.ndarray:
+    """Map original-image boxes to the image resized to shorter side ``scale``.
+
+    Returns float64 ``(N, 4)`` boxes in resized-pixel indices (0-based inclusive),
+    using the scaling of the given projection ``rule`` (see module docstring).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    short = min(orig_hw)
+    if rule == "paper":
+        r = scale / short
+        out = b * r
+        out[:, 2:] = (b[:, 2:] + 1.0) * r - 1.0
+        return out
+    if rule == "offset":
+        return b * ((scale - 1.0) / (short - 1.0))
+    raise ValueError(f"unknown projection rule {rule!r} (use 'paper' or 'offset')")
+
+
+def project_to_cells(boxes_resized: np.ndarray, geometry: Geometry, map_hw: tuple[int, int],
+                     rule: str = "paper", offset: float | None = None) -> np.ndarray:
+    """Resized-image boxes ``(N, 4)`` -> cell windows ``(N, 4)`` int64 (see module docstring)."""
+    b = np.asarray(boxes_resized, dtype=np.float64).reshape(-1, 4)
+    S, c0 = float(geometry.stride), float(geometry.cell0)
+    if rule == "paper":
+        lo = np.floor((b[:, :2] - c0) / S) + 1.0
+        hi = np.ceil((b[:, 2:] - c0) / S) - 1.0
+    elif rule == "offset":
+        off = S / 2.0 - 1.5 if offset is None else float(offset)
+        lo = np.floor((b[:, :2] - c0 + off) / S + 0.5)
+        hi = np.ceil((b[:, 2:] - c0 - off) / S - 0.5)
+    else:
+        raise ValueError(f"unknown projection rule {rule!r} (use 'paper' or 'offset')")
+    bad = lo > hi
+    mid = np.floor((lo + hi) / 2.0 + 0.5)
+    lo = np.where(bad, mid, lo)
+    hi = np.where(bad, mid, hi)
+    limits = np.array([map_hw[1] - 1, map_hw[0] - 1], dtype=np.float64)
+    lo = np.clip(lo, 0, limits)
+    hi = np.clip(hi, 0, limits)
+    return np.concatenate([lo, hi], axis=1).astype(np.int64)
+
+
+def boxes_to_cells(boxes: np.ndarray, orig_hw: tuple[int, int], scale: int, geometry: Geometry,
+                   map_hw: tuple[int, int], rule: str = "paper", offset: float | None = None) -> np.ndarray:
+    """Original-image boxes -> cell windows on the conv map of the image at ``scale``."""
+    return project_to_cells(scale_boxes(boxes, orig_hw, scale, rule), geometry, map_hw, rule, offset)
+
+
+def _derive_plan(levels: Sequence[int]) -> tuple[list[int], dict[int, int]]:
+    """Which levels to pool from the map, and for the others the finer level they reduce from."""
+    direct: list[int] = []
+    source: dict[int, int] = {}
+    for n in sorted(set(levels), reverse=True):
+        parent = next((m for m in direct if m % n == 0), None)
+        if parent is None:
+            direct.append(n)
+        else:
+            source[n] = parent
+    return direct, source
+
+
+def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
+             levels: Sequence[int] = DEFAULT_LEVELS) -> torch.Tensor:
+    """Pyramid-max-pool each cell window of one conv map.
+
+    fmap: ``(C, H, W)``; cells: ``(N, 4)`` inclusive 0-based cell windows.
+    Returns ``(N, C * sum(n^2))`` in ``fmap``'s dtype (order: module docstring).
+    """
+    C = fmap.shape[0]
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
+    N = len(cells)
+    direct, source = _derive_plan(levels)
+    pooled: dict[int, torch.Tensor] = {}
+    for n in direct:
+        out = fmap.new_empty((N, C, n, n))
+        for i, (x1, y1, x2, y2) in enumerate(cells.tolist()):
+            out[i] = F.adaptive_max_pool2d(fmap[:, y1:y2 + 1, x1:x2 + 1], n)
+        pooled[n] = out
+    for n in sorted(source, reverse=True):
+        m = source[n]
+        q = m // n
+        pooled[n] = pooled[m].reshape(N, C, n, q, n, q).amax(dim=(3, 5))
+    return torch.cat([pooled[n].reshape(N, C * n * n) for n in levels], dim=1)
+
+
+def spp_image(fmap: torch.Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> torch.Tensor:
+    """Image-level SPP (classification): ``(B, C, H, W)`` -> ``(B, C * sum(n^2))``,
+    the same bins and order as :func:`spp_pool` over the whole map."""
+    B, C = fmap.shape[:2]
+    return torch.cat([F.adaptive_max_pool2d(fmap, n).reshape(B, C * n * n) for n in levels], dim=1)

@@ -1,0 +1,149 @@
+"""One linear SVM per class with hard negative mining (R-CNN's ``rcnn_train``).
+
+* Features: fc7 of the fine-tuned net (or pooled conv5 for the no-fine-tuning
+  baseline), scaled to mean norm 20 (:mod:`spp_det.window_features`).
+* Positives: the class's GT boxes (non-difficult unless
+  ``dataset.use_difficult``).  Negatives: windows (GT of other classes and
+  proposals) with IoU < ``neg_overlap`` (0.3) with every GT of the class.
+* One pass over the images.  First image: all its negatives, then train.
+  After that, negatives scoring > ``hard_thresh`` (-1.0001) and not already
+  cached are added; a class is retrained when it has more than
+  ``retrain_limit`` (2,000) new ones, and at the end; after each retrain,
+  cached negatives scoring < ``evict_thresh`` (-1.2) are evicted.
+* Optional (``prune_neg_overlap``, paper: 0.7): a new negative that overlaps
+  an already chosen negative of the same image by more than that is dropped.
+* Solver: scikit-learn's ``LinearSVC`` = liblinear ``-s 3`` (L2-regularised
+  hinge loss, dual), ``C``, positive weight ``-w1``, bias feature ``-B``
+  (``intercept_scaling``).  Score = ``w . x + b``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.svm import LinearSVC
+from tqdm import tqdm
+
+from .boxes import box_iou, nms
+from .config import SvmConfig
+from .io_utils import save_torch
+from .window_features import WindowFeatures, feature_scale, windows_of
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassCache:
+    X_pos: np.ndarray
+    X_neg: list[np.ndarray] = field(default_factory=list)
+    keys_neg: list[np.ndarray] = field(default_factory=list)  # (image index, window index) rows
+    key_set: set = field(default_factory=set)
+    num_added: int = 0
+    retrains: int = 0
+
+    def negatives(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.X_neg:
+            return np.zeros((0, self.X_pos.shape[1]), np.float32), np.zeros((0, 2), np.int64)
+        X, K = np.concatenate(self.X_neg), np.concatenate(self.keys_neg)
+        self.X_neg, self.keys_neg = [X], [K]
+        return X, K
+
+
+def train_linear_svm(X_pos: np.ndarray, X_neg: np.ndarray, cfg: SvmConfig) -> tuple[np.ndarray, float]:
+    """liblinear ``-s 3 -c C -w1 pos_weight -B bias`` -> (w ``(D,)``, b)."""
+    if len(X_pos) == 0 or len(X_neg) == 0:
+        raise ValueError("an SVM needs at least one positive and one negative")
+    X = np.concatenate([X_pos, X_neg]).astype(np.float64)
+    y = np.concatenate([np.ones(len(X_pos)), -np.ones(len(X_neg))])
+    svm = LinearSVC(C=cfg.C, loss="hinge", penalty="l2", dual=True, class_weight={1: cfg.pos_weight, -1: 1.0},
+                    fit_intercept=True, intercept_scaling=cfg.bias, max_iter=cfg.max_iter)
+    svm.fit(X, y)
+    return svm.coef_[0].astype(np.float32), float(svm.intercept_[0])
+
+
+def _prune(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> np.ndarray:
+    """Indices kept by greedy suppression of negatives overlapping a kept one by > overlap."""
+    return nms(boxes, scores, overlap)
+
+
+def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Path:
+    """Train all class SVMs on ``kind`` features ("fc7" or "pool5"); returns the model path."""
+    cfg, scfg = ws.cfg, ws.cfg.svm
+    split = cfg.dataset.train_split
+    records = ws.dataset(split).records
+    cache = ws.conv5_cache()
+    feats = WindowFeatures(ws.pooler(), kind, head, ws.device, cfg.features.batch_windows)
+    scale = feature_scale(ws, feats, split, cache, progress)
+    C = len(ws.classes)
+    t0 = time.perf_counter()
+
+    # positives: GT boxes of each class
+    pos: list[list[np.ndarray]] = [[] for _ in range(C)]
+    for r in tqdm(records, desc=f"svm {kind} positives", unit="img", disable=not progress, leave=False):
+        gt, labels = r.gt_for_training(cfg.dataset.use_difficult)
+        if len(gt):
+            x = feats(cache.load(r), gt, (r.height, r.width)) * scale
+            for c in range(C):
+                if (labels == c).any():
+                    pos[c].append(x[labels == c])
+    caches = []
+    for c in range(C):
+        if not pos[c]:
+            raise ValueError(f"class {ws.classes[c]!r} has no (non-difficult) training object in split {split!r}")
+        caches.append(ClassCache(np.concatenate(pos[c])))
+    dim = caches[0].X_pos.shape[1]
+    W = np.zeros((dim, C), np.float32)
+    B = np.zeros(C, np.float32)
+
+    def retrain(c: int) -> None:
+        X_neg, K = caches[c].negatives()
+        W[:, c], B[c] = train_linear_svm(caches[c].X_pos, X_neg, scfg)
+        caches[c].num_added = 0
+        caches[c].retrains += 1
+        z = X_neg @ W[:, c] + B[c]
+        keep = z >= scfg.evict_thresh
+        caches[c].X_neg, caches[c].keys_neg = [X_neg[keep]], [K[keep]]
+        caches[c].key_set = {tuple(k) for k in K[keep].tolist()}
+
+    for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
+        first = idx == 0
+        last = idx == len(records) - 1
+        boxes, _ = windows_of(r, ws.boxes_for(r, split), cfg.dataset.use_difficult)
+        gt_all, lab_all = r.gt_for_training(True)  # negatives avoid every GT, difficult ones too
+        X = feats(cache.load(r), boxes, (r.height, r.width)) * scale
+        Z = X @ W + B
+        iou = box_iou(boxes, gt_all) if len(gt_all) else np.zeros((len(boxes), 0))
+        for c in range(C):
+            cls_iou = iou[:, lab_all == c]
+            is_neg = cls_iou.max(1) < scfg.neg_overlap if cls_iou.shape[1] else np.ones(len(boxes), bool)
+            cand = np.nonzero(is_neg if first else is_neg & (Z[:, c] > scfg.hard_thresh))[0]
+            cand = np.array([j for j in cand if (idx, j) not in caches[c].key_set], np.int64)
+            if len(cand) and scfg.prune_neg_overlap is not None:
+                cand = cand[_prune(boxes[cand], Z[cand, c], scfg.prune_neg_overlap)]
+            if len(cand):
+                caches[c].X_neg.append(X[cand])
+                keys = np.stack([np.full(len(cand), idx), cand], 1)
+                caches[c].keys_neg.append(keys)
+                caches[c].key_set.update(map(tuple, keys.tolist()))
+                caches[c].num_added += len(cand)
+            if (first or caches[c].num_added > scfg.retrain_limit or last) and caches[c].X_neg:
+                retrain(c)
+    dt = time.perf_counter() - t0
+    info = {c: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
+                "retrains": caches[i].retrains} for i, c in enumerate(ws.classes)}
+    log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, dim, dt, info)
+    out = ws.root / "svm" / f"{kind}.pt"
+    save_torch({"kind": kind, "W": torch.from_numpy(W), "b": torch.from_numpy(B), "scale": scale,
+                "classes": ws.classes, "info": info}, out)
+    return out
+
+
+def load_svms(path: str | Path) -> dict:
+    d = torch.load(path, map_location="cpu", weights_only=False)
+    return {"kind": d["kind"], "W": d["W"].numpy(), "b": d["b"].numpy(), "scale": float(d["scale"]),
+            "classes": list(d["classes"])}

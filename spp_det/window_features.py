@@ -1,0 +1,68 @@
+"""Per-window features for the SVMs and box regressors, and their norm scaling.
+
+``kind="pool5"``: the SPP-pooled conv map (e.g. 12,800-d).  ``kind="fc7"``: fc7
+after ReLU of the fine-tuned head (eval mode).  Features are multiplied by
+``target / mean L2 norm`` (20 by default), the mean measured once on
+``norm.images`` training images x ``norm.boxes_per_image`` windows with a fixed
+seed (R-CNN's ``rcnn_feature_stats``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data.voc import ImageRecord
+from .features import Conv5Cache, WindowPooler
+from .head import SPPHead, batched
+from .workspace import Workspace
+
+
+class WindowFeatures:
+    """Computes unscaled features of windows from a conv map."""
+
+    def __init__(self, pooler: WindowPooler, kind: str, head: Optional[SPPHead] = None,
+                 device: torch.device | str = "cpu", batch: int = 2048):
+        if kind not in ("pool5", "fc7"):
+            raise ValueError(f"feature kind must be 'pool5' or 'fc7', not {kind!r}")
+        if kind == "fc7" and head is None:
+            raise ValueError("fc7 features need the fine-tuned head")
+        self.pooler, self.kind, self.device, self.batch = pooler, kind, torch.device(device), batch
+        self.head = head.to(self.device).eval() if head is not None else None
+
+    def from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.kind == "pool5":
+            return pooled
+        return batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch)
+
+    def __call__(self, fmap: torch.Tensor, boxes: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+        """float32 ``(N, D)`` for internal boxes ``(N, 4)`` of an image of size ``orig_hw``."""
+        return self.from_pooled(self.pooler.pool(fmap, boxes, orig_hw)).numpy()
+
+
+def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) -> tuple[np.ndarray, int]:
+    """GT boxes followed by proposals (internal ``(N, 4)``) and the number of GT rows."""
+    gt, _ = record.gt_for_training(use_difficult)
+    return np.concatenate([gt, proposals]).astype(np.float32), len(gt)
+
+
+def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5Cache,
+                  progress: bool = True) -> float:
+    """``target / mean L2 norm`` over a seeded sample of windows of ``split``."""
+    n = ws.cfg.norm
+    records = ws.dataset(split).records
+    rng = np.random.default_rng([ws.cfg.seed, 17])
+    chosen = rng.choice(len(records), size=min(n.images, len(records)), replace=False)
+    norms = []
+    for i in tqdm(chosen, desc=f"{feats.kind} norm", unit="img", disable=not progress, leave=False):
+        r = records[i]
+        boxes, _ = windows_of(r, ws.boxes_for(r, split), ws.cfg.dataset.use_difficult)
+        pick = rng.choice(len(boxes), size=min(n.boxes_per_image, len(boxes)), replace=False)
+        x = feats(cache.load(r), boxes[pick], (r.height, r.width))
+        norms.append(np.linalg.norm(x, axis=1))
+    mean = float(np.concatenate(norms).mean())
+    if not np.isfinite(mean) or mean <= 0:
+        raise ValueError(f"mean {feats.kind} feature norm is {mean}: features are all zero (dead network?)")
+    return n.target / mean

@@ -1,0 +1,180 @@
+"""An experiment's work directory: paths, datasets, caches and stage hashes.
+
+Layout (``<workdir>/``)::
+
+    config.yaml                          resolved config (every default written out)
+    manifests/<stage>.json               hash of the config values a stage depends on
+    proposals/<split>.npz                image id -> (N, 4) internal boxes
+    conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W')
+    finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
+    svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale
+    bbox_reg/model.pt                    per-class ridge weights, feature scale
+    detections/<split>/<variant>/comp4_det_<split>_<cls>.txt
+    eval/<split>_<variant>.json          {"mAP": .., "ap": {cls: ..}}
+    eval/stagewise_<split>.txt           the Table-9-style summary
+
+Each stage's hash covers its own config values and the hashes of the stages
+it reads, so changing e.g. ``svm.C`` reruns the SVMs and everything after them
+but not conv5 or fine-tuning.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .config import Config
+from .data.voc import ImageRecord, VOCDataset
+from .features import Conv5Cache, WindowPooler, resolve_device
+from .io_utils import file_sha256, load_json, save_json, stable_hash
+from .models import Backbone, build_backbone
+from .models.efficientnet_lite import default_weights_path
+
+
+class Workspace:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.root = Path(cfg.workdir)
+        self._datasets: dict[str, VOCDataset] = {}
+        self._proposals: dict[str, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ data
+    def dataset(self, split: str) -> VOCDataset:
+        if split not in self._datasets:
+            self._datasets[split] = VOCDataset(self.cfg.dataset.root, split, self.cfg.dataset.classes)
+        return self._datasets[split]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.cfg.dataset.classes)
+
+    @property
+    def finetune_split(self) -> str:
+        return self.cfg.finetune.split or self.cfg.dataset.train_split
+
+    def proposal_splits(self) -> list[str]:
+        splits = [self.finetune_split, self.cfg.dataset.train_split, self.cfg.finetune.val_split,
+                  self.cfg.dataset.test_split]
+        return list(dict.fromkeys(s for s in splits if s))
+
+    def proposals_path(self, split: str) -> Path:
+        return self.root / "proposals" / f"{split}.npz"
+
+    def proposals(self, split: str) -> dict[str, np.ndarray]:
+        if split not in self._proposals:
+            from proposals.cache import load_proposals
+            self._proposals[split] = load_proposals(self.proposals_path(split), self.proposals_hash(split))
+        return self._proposals[split]
+
+    def boxes_for(self, record: ImageRecord, split: str) -> np.ndarray:
+        """Proposals of a record (mirrored for a flipped record), internal boxes ``(N, 4)``."""
+        props = self.proposals(split).get(record.image_id)
+        if props is None:
+            raise KeyError(f"no proposals for image {record.image_id} in {self.proposals_path(split)}")
+        if record.flipped:
+            from .boxes import flip_boxes
+            return flip_boxes(props, record.width)
+        return props
+
+    # ------------------------------------------------------------------ models
+    @functools.cached_property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.features.device)
+
+    @functools.cached_property
+    def backbone(self) -> Backbone:
+        return build_backbone(self.cfg.backbone.name, self.cfg.backbone.weights)
+
+    @property
+    def scale(self) -> int:
+        return int(self.cfg.model.scales[0])
+
+    def pooler(self) -> WindowPooler:
+        m = self.cfg.model
+        return WindowPooler(self.backbone, self.scale, m.spp_levels, m.projection, m.projection_offset)
+
+    def conv5_cache(self) -> Conv5Cache:
+        name = f"{self.cfg.backbone.name}_s{self.scale}_{self.conv5_hash()}"
+        return Conv5Cache(self.root / "conv5" / name, self.backbone, self.scale)
+
+    # ------------------------------------------------------------------ hashes
+    @functools.lru_cache(maxsize=None)
+    def weights_id(self) -> Optional[str]:
+        w = self.cfg.backbone.weights
+        if w is None or w == "imagenet":
+            return w
+        path = default_weights_path() if w == "package" else Path(w)
+        return file_sha256(path) if path.is_file() else str(w)
+
+    def dataset_key(self) -> dict:
+        d = self.cfg.dataset
+        return {"root": str(Path(d.root).resolve()), "classes": list(d.classes),
+                "use_difficult": d.use_difficult}
+
+    def proposals_hash(self, split: str) -> str:
+        p = self.cfg.proposals
+        key = {"root": self.dataset_key()["root"], "split": split, "method": p.method}
+        if p.method == "mat":
+            key["mat"] = p.mat_files.get(split)
+        else:
+            key.update(mode=p.mode, base_k=p.base_k, inc_k=p.inc_k, sigma=p.sigma, max_boxes=p.max_boxes,
+                       min_size=p.min_size, max_image_side=p.max_image_side)
+        return stable_hash(key)
+
+    def conv5_hash(self) -> str:
+        return stable_hash({"backbone": self.cfg.backbone.name, "weights": self.weights_id(),
+                            "scale": self.scale, "root": self.dataset_key()["root"]}, 8)
+
+    def pooling_key(self) -> dict:
+        m = self.cfg.model
+        return {"conv5": self.conv5_hash(), "levels": list(m.spp_levels), "projection": m.projection,
+                "offset": m.projection_offset}
+
+    def stage_hash(self, stage: str) -> str:
+        c = self.cfg
+        splits = {s: self.proposals_hash(s) for s in self.proposal_splits()}
+        base = {"data": self.dataset_key(), "proposals": splits, "pool": self.pooling_key(), "seed": c.seed}
+        if stage == "proposals":
+            return stable_hash(splits)
+        if stage == "conv5":
+            return stable_hash({"conv5": self.conv5_hash(), "data": self.dataset_key(), "splits": list(splits),
+                                "flip": c.finetune.use_flipped})
+        if stage == "finetune":
+            return stable_hash({**base, "model": vars(c.model), "finetune": vars(c.finetune)})
+        if stage == "svm":
+            return stable_hash({**base, "ft": self.stage_hash("finetune"), "svm": vars(c.svm), "norm": vars(c.norm)})
+        if stage == "svm_pool5":
+            return stable_hash({**base, "svm": vars(c.svm), "norm": vars(c.norm)})
+        if stage == "bbox_reg":
+            return stable_hash({**base, "bbox": vars(c.bbox_reg), "norm": vars(c.norm)})
+        if stage == "test":
+            deps = {s: self.stage_hash(s) for s in ("svm", "bbox_reg")}
+            if c.svm.pool5_baseline:
+                deps["svm_pool5"] = self.stage_hash("svm_pool5")
+            return stable_hash({**deps, "test": vars(c.test), "split": c.dataset.test_split,
+                                "bbox_on": c.bbox_reg.enabled})
+        if stage == "eval":
+            return stable_hash({"test": self.stage_hash("test"), "eval": vars(c.eval)})
+        raise ValueError(f"unknown stage {stage!r}")
+
+    # ------------------------------------------------------------------ manifests
+    def manifest_path(self, stage: str) -> Path:
+        return self.root / "manifests" / f"{stage}.json"
+
+    def stage_done(self, stage: str) -> bool:
+        p = self.manifest_path(stage)
+        if not p.is_file():
+            return False
+        m = load_json(p)
+        return m.get("hash") == self.stage_hash(stage) and all(Path(o).exists() for o in m.get("outputs", []))
+
+    def mark_done(self, stage: str, outputs: list[Path | str], info: Optional[dict] = None) -> None:
+        save_json({"stage": stage, "hash": self.stage_hash(stage), "outputs": [str(o) for o in outputs],
+                   "info": info or {}}, self.manifest_path(stage))
+
+    def manifest_info(self, stage: str) -> dict:
+        p = self.manifest_path(stage)
+        return load_json(p).get("info", {}) if p.is_file() else {}
