@@ -9,6 +9,7 @@ and boxes under ``min_size`` px on either side removed, at most ``max_boxes``.
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -30,6 +31,18 @@ class SearchParams:
         return asdict(self)
 
 
+def _seed_c_rand(seed: int) -> None:
+    """Seed libc's ``rand()``, which OpenCV's selective search uses to rank regions.
+
+    ``cv2.setRNGSeed`` does not reach it; without this, two runs on the same
+    image return differently ordered (hence differently truncated) boxes.
+    """
+    try:
+        ctypes.CDLL(None).srand(seed)
+    except (OSError, AttributeError):  # pragma: no cover - non-POSIX platforms
+        pass
+
+
 def unique_boxes(boxes: np.ndarray) -> np.ndarray:
     """Indices of the first occurrence of each distinct box, in original order."""
     if len(boxes) == 0:
@@ -48,7 +61,7 @@ def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams(
     if params.max_image_side and max(h, w) > params.max_image_side:
         r = params.max_image_side / max(h, w)
         img = cv2.resize(image_bgr, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
-    cv2.setRNGSeed(0)  # OpenCV ranks regions with its RNG: keep runs reproducible
+    _seed_c_rand(0)  # OpenCV ranks regions with C's rand(): seed it so runs are reproducible
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(img)
     if params.mode == "fast":

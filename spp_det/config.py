@@ -146,6 +146,7 @@ class BboxRegConfig:
 
 @dataclass
 class TestConfig:
+    __test__ = False  # not a pytest test class
     score_thresh: float = -1.5
     nms: float = 0.3
     max_per_class: int = 100

@@ -140,8 +140,9 @@ def lr_at(it: int, cfg: Config) -> float:
 
 def build_head(ws: Workspace) -> SPPHead:
     cfg = ws.cfg
+    dim = ws.pooler().dim  # may build the backbone, which draws random numbers: do it before seeding
     torch.manual_seed(cfg.seed)
-    head = SPPHead(ws.pooler().dim, len(ws.classes), cfg.model.fc_dim, cfg.model.dropout, cfg.finetune.fc8_std)
+    head = SPPHead(dim, len(ws.classes), cfg.model.fc_dim, cfg.model.dropout, cfg.finetune.fc8_std)
     if head.init_from(ws.backbone.fc_init, cfg.model.spp_levels, ws.backbone.out_channels):
         log.info("fc6/fc7 initialised from the pretrained %s classifier", ws.backbone.name)
     return head
@@ -189,6 +190,7 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
               {"params": [p for n, p in head.named_parameters() if n.endswith("bias")], "weight_decay": 0.0}]
     opt = torch.optim.SGD(params, lr=ft.base_lr, momentum=ft.momentum)
     it, history, best = 0, [], None
+    torch.manual_seed(cfg.seed + 1)  # dropout masks: reproducible whatever ran before
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("hash") == ws.stage_hash("finetune"):

@@ -1,0 +1,115 @@
+"""Box regression targets, SVM solver settings, post-processing, fine-tuning sampling, config."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.ops as tvops
+from sklearn.linear_model import Ridge
+
+from spp_det.bbox_reg import decode, encode
+from spp_det.config import TestConfig, VOC_CLASSES, load_config
+from spp_det.detect import Detections, combine, postprocess
+from spp_det.svm import train_linear_svm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bbox_targets_hand_worked_and_roundtrip():
+    p = np.array([[0, 0, 9, 19]], float)  # w 10, h 20, centre (5, 10)
+    g = np.array([[5, 0, 24, 19]], float)  # w 20, h 20, centre (15, 10)
+    t = encode(p, g)
+    np.testing.assert_allclose(t, [[1.0, 0.0, np.log(2), 0.0]])
+    np.testing.assert_allclose(decode(p, t), g, atol=1e-5)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (20, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 50, (20, 2))], 1)
+    gts = boxes + rng.normal(0, 3, (20, 4))
+    np.testing.assert_allclose(decode(boxes, encode(boxes, gts)), gts, atol=1e-3)
+
+
+def test_svm_is_liblinear_hinge_with_bias_feature():
+    rng = np.random.default_rng(0)
+    X_pos = rng.normal(2, 1, (40, 5)).astype(np.float32)
+    X_neg = rng.normal(-2, 1, (200, 5)).astype(np.float32)
+    from spp_det.config import SvmConfig
+    w, b = train_linear_svm(X_pos, X_neg, SvmConfig(C=1.0))
+    assert ((X_pos @ w + b) > 0).mean() > 0.95 and ((X_neg @ w + b) < 0).mean() > 0.95
+    # b is w_bias * 10 (liblinear -B 10): the dual solution's objective with the bias regularised
+    from sklearn.svm import LinearSVC
+    ref = LinearSVC(C=1.0, loss="hinge", dual=True, class_weight={1: 2.0, -1: 1.0}, intercept_scaling=10.0,
+                    max_iter=10000).fit(np.concatenate([X_pos, X_neg]), np.r_[np.ones(40), -np.ones(200)])
+    np.testing.assert_allclose(w, ref.coef_[0], rtol=1e-4)
+    with pytest.raises(ValueError):
+        train_linear_svm(X_pos, X_neg[:0], SvmConfig())
+
+
+def test_postprocess_threshold_nms_cap_and_order():
+    boxes = np.array([[0, 0, 9, 9], [1, 1, 10, 10], [50, 50, 59, 59], [0, 0, 9, 9]], np.float32)
+    scores = np.array([[0.5, -2.0], [0.4, -1.0], [-1.4, -1.6], [0.3, 0.2]], np.float32)
+    cfg = TestConfig(score_thresh=-1.5, nms=0.3, max_per_class=100)
+    d = postprocess(boxes, scores, (100, 100), cfg)
+    c0 = d.labels == 0
+    # class 0: window 1 and 3 overlap window 0 by > 0.3 -> suppressed; window 2 kept (-1.4 > -1.5)
+    np.testing.assert_allclose(d.scores[c0], [0.5, -1.4])
+    # class 1: only windows 1 (-1.0) and 3 (0.2) pass -1.5; they overlap (IoU 0.68) -> torchvision keeps one
+    ref = tvops.nms(torch.tensor(boxes[[1, 3]] + np.float32([0, 0, 1, 1])), torch.tensor([-1.0, 0.2]), 0.3)
+    assert ref.tolist() == [1]
+    np.testing.assert_allclose(d.scores[d.labels == 1], [0.2])
+    cfg.max_per_class = 1
+    assert (postprocess(boxes, scores, (100, 100), cfg).labels == 0).sum() == 1
+
+
+def test_bbox_regression_before_vs_after_nms():
+    # Two overlapping windows; regression moves the lower-scoring one away from the first.
+    boxes = np.array([[0, 0, 19, 19], [4, 0, 23, 19]], np.float32)
+    scores = np.array([[1.0], [0.9]], np.float32)
+    pool5 = np.array([[0.0], [1.0]], np.float32)
+    reg = {"scale": 1.0, "W": np.array([[[3.0, 0, 0, 0]]], np.float32), "b": np.zeros((1, 4), np.float32)}
+    before = postprocess(boxes, scores, (100, 100), TestConfig(bbox_reg_order="before_nms"), pool5, reg)
+    after = postprocess(boxes, scores, (100, 100), TestConfig(bbox_reg_order="after_nms"), pool5, reg)
+    assert len(before) == 2  # moved by 3 widths = 60 px before NMS: no longer overlapping
+    assert len(after) == 1   # NMS on raw windows removes it first
+    assert before.boxes[1, 0] == pytest.approx(64.0)
+
+
+def test_combine_is_union_then_nms():
+    a = Detections(np.array([[0, 0, 9, 9]], np.float32), np.array([0.9], np.float32), np.array([0]))
+    b = Detections(np.array([[1, 1, 10, 10], [40, 40, 49, 49]], np.float32), np.array([0.95, 0.1], np.float32),
+                   np.array([0, 0]))
+    c = combine([a, b], 1, TestConfig())
+    np.testing.assert_allclose(np.sort(c.scores), [0.1, 0.95])
+
+
+def test_ridge_objective_matches_closed_form():
+    # sklearn Ridge(alpha) minimises ||y - Xw - b||^2 + alpha ||w||^2 (intercept not penalised)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 8))
+    y = rng.normal(size=(50, 4))
+    m = Ridge(alpha=4000.0).fit(X, y)
+    Xc, yc = X - X.mean(0), y - y.mean(0)
+    w = np.linalg.solve(Xc.T @ Xc + 4000.0 * np.eye(8), Xc.T @ yc)
+    np.testing.assert_allclose(m.coef_.T, w, rtol=1e-6, atol=1e-10)
+
+
+def test_all_configs_load_and_voc_configs_use_paper_values():
+    for f in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_config(f)
+        if f.name.startswith("voc07"):
+            assert cfg.dataset.classes == list(VOC_CLASSES)
+            assert cfg.model.scales == [688] and cfg.model.spp_levels == [1, 2, 3, 6]
+            assert (cfg.finetune.batch_size, cfg.finetune.fg_fraction, cfg.finetune.momentum) == (128, 0.25, 0.9)
+            assert (cfg.svm.C, cfg.svm.pos_weight, cfg.svm.bias) == (0.001, 2.0, 10.0)
+            assert (cfg.bbox_reg.lam, cfg.test.nms, cfg.test.score_thresh) == (4000.0, 0.3, -1.5)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("finetune:\n  iterationz: 5\n")
+    with pytest.raises(ValueError, match="finetune.iterationz"):
+        load_config(p)
+    p.write_text("finetune: {val_split: test}\n")
+    with pytest.raises(ValueError, match="test split"):
+        load_config(p)
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["svm.C=0.01", "model.projection=offset"])
+    assert cfg.svm.C == 0.01 and cfg.model.projection == "offset"

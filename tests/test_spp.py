@@ -1,0 +1,143 @@
+"""SPP pooling and window projection against brute-force implementations of the spec's formulas."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spp_det.models.geometry import Geometry
+from spp_det.spp import boxes_to_cells, spp_dim, spp_image, spp_pool
+
+
+def brute_pool(fmap: np.ndarray, cell: tuple, levels) -> np.ndarray:
+    """Literal spec: bin i of n over h cells = [floor(i h / n), ceil((i+1) h / n)); channel-major per level."""
+    x1, y1, x2, y2 = cell
+    h, w = y2 - y1 + 1, x2 - x1 + 1
+    out = []
+    for n in levels:
+        block = np.empty((fmap.shape[0], n, n), fmap.dtype)
+        for i in range(n):
+            ys, ye = y1 + math.floor(i * h / n), y1 + math.ceil((i + 1) * h / n)
+            for j in range(n):
+                xs, xe = x1 + math.floor(j * w / n), x1 + math.ceil((j + 1) * w / n)
+                assert ye > ys and xe > xs, "bins are never empty"
+                block[:, i, j] = fmap[:, ys:ye, xs:xe].max(axis=(1, 2))
+        out.append(block.reshape(-1))
+    return np.concatenate(out)
+
+
+def paper_rule_brute(x1, x2, r, S, c0, size):
+    """Cells whose centres c0 + S k lie strictly inside the scaled window (the paper's rule)."""
+    lo_px, hi_px = x1 * r, (x2 + 1) * r - 1
+    inside = [k for k in range(-50, size + 50) if lo_px < c0 + S * k < hi_px]
+    if inside:
+        a, b = inside[0], inside[-1]
+    else:  # empty: both at the rounded midpoint of left=floor(..)+1 and right=ceil(..)-1
+        a = math.floor((lo_px - c0) / S) + 1
+        b = math.ceil((hi_px - c0) / S) - 1
+        a = b = math.floor((a + b) / 2 + 0.5)
+    return min(max(a, 0), size - 1), min(max(b, 0), size - 1)
+
+
+def offset_rule_brute_1based(x0, x1, s, short, size):
+    """The released code's formulas verbatim, 1-based in and out (ZF-5: offset0 21, offset 6.5)."""
+    x0s = (x0 - 1) * (s - 1) / (short - 1) + 1
+    x1s = (x1 - 1) * (s - 1) / (short - 1) + 1
+    a = math.floor((x0s - 21 + 6.5) / 16 + 0.5) + 1
+    b = math.ceil((x1s - 21 - 6.5) / 16 - 0.5) + 1
+    if a > b:
+        a = b = math.floor((a + b) / 2 + 0.5)
+    return min(max(a, 1), size), min(max(b, 1), size)
+
+
+@pytest.mark.parametrize("levels", [(1, 2, 3, 6), (6, 3, 2, 1), (1, 2, 4), (5,), (1, 2, 3, 4, 6)])
+def test_spp_pool_matches_brute_force(levels):
+    rng = np.random.default_rng(0)
+    fmap = rng.standard_normal((7, 13, 17)).astype(np.float32)
+    cells = [(0, 0, 16, 12), (3, 4, 3, 4), (0, 0, 0, 0), (16, 12, 16, 12), (2, 1, 4, 11), (5, 5, 15, 6)]
+    for _ in range(60):
+        x1, x2 = sorted(rng.integers(0, 17, 2))
+        y1, y2 = sorted(rng.integers(0, 13, 2))
+        cells.append((x1, y1, x2, y2))
+    got = spp_pool(torch.from_numpy(fmap), np.array(cells), levels).numpy()
+    assert got.shape == (len(cells), spp_dim(7, levels))
+    for g, c in zip(got, cells):
+        np.testing.assert_array_equal(g, brute_pool(fmap, c, levels))
+
+
+def test_spp_dim_is_12800_for_zf5():
+    assert spp_dim(256) == 12800
+
+
+def test_paper_projection_matches_brute_force_with_degenerate_windows():
+    rng = np.random.default_rng(1)
+    H, W = 375, 500
+    for geom in (Geometry(16, 20.0), Geometry(16, 0.0), Geometry(16, 7.5)):
+        scale = 688
+        r = scale / min(H, W)
+        map_h, map_w = 43, 57
+        boxes = [[0, 0, W - 1, H - 1], [10, 10, 10, 10], [250, 100, 250, 100], [0, 0, 0, 0],
+                 [W - 1, H - 1, W - 1, H - 1], [100, 100, 108, 400 - 26]]
+        for _ in range(200):
+            x1, x2 = sorted(rng.uniform(0, W - 1, 2))
+            y1, y2 = sorted(rng.uniform(0, H - 1, 2))
+            boxes.append([x1, y1, x2, y2])
+        boxes = np.array(boxes)
+        cells = boxes_to_cells(boxes, (H, W), scale, geom, (map_h, map_w), "paper")
+        for b, c in zip(boxes, cells):
+            assert (c[0], c[2]) == paper_rule_brute(b[0], b[2], r, geom.stride, geom.cell0, map_w)
+            assert (c[1], c[3]) == paper_rule_brute(b[1], b[3], r, geom.stride, geom.cell0, map_h)
+
+
+def test_offset_projection_matches_released_formula():
+    rng = np.random.default_rng(2)
+    H, W, s = 375, 500, 688
+    map_h, map_w = 42, 56
+    boxes1 = [[1, 1, W, H], [1, 1, 1, 1], [W, H, W, H], [200, 100, 212, 110]]
+    for _ in range(300):
+        x1, x2 = sorted(rng.integers(1, W + 1, 2))
+        y1, y2 = sorted(rng.integers(1, H + 1, 2))
+        boxes1.append([x1, y1, x2, y2])
+    boxes1 = np.array(boxes1, float)
+    cells = boxes_to_cells(boxes1 - 1, (H, W), s, Geometry(16, 20.0), (map_h, map_w), "offset")
+    for b, c in zip(boxes1, cells):
+        assert (c[0] + 1, c[2] + 1) == offset_rule_brute_1based(b[0], b[2], s, min(H, W), map_w)
+        assert (c[1] + 1, c[3] + 1) == offset_rule_brute_1based(b[1], b[3], s, min(H, W), map_h)
+
+
+def test_offset_rule_keeps_centres_within_margin():
+    # Spec: cells whose centres (16 k + 20, 0-based) lie within [x0 - 1.5, x1 + 1.5] at scale = short side.
+    H = W = 400
+    geom = Geometry(16, 20.0)
+    for x0, x1 in [(0, 399), (50, 90), (18, 58), (19, 59), (100, 140)]:
+        cells = boxes_to_cells(np.array([[x0, 0, x1, 399]], float), (H, W), 400, geom, (25, 25), "offset")[0]
+        inside = [k for k in range(25) if x0 - 1.5 < 16 * k + 20 <= x1 + 1.5]
+        assert (cells[0], cells[2]) == (inside[0], inside[-1])
+
+
+def test_windows_outside_and_larger_than_map_are_clamped():
+    fmap = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5)
+    boxes = np.array([[-50, -50, 2000, 2000], [-100, -100, -90, -90], [1000, 1000, 1200, 1200]], float)
+    cells = boxes_to_cells(boxes, (100, 100), 100, Geometry(16, 0.0), (4, 5), "paper")
+    assert cells.min() >= 0 and (cells[:, [0, 2]] <= 4).all() and (cells[:, [1, 3]] <= 3).all()
+    assert (cells[:, 0] <= cells[:, 2]).all() and (cells[:, 1] <= cells[:, 3]).all()
+    out = spp_pool(fmap, cells, (1, 2))
+    assert torch.isfinite(out).all()
+    assert out[0, 0] == fmap[0].max()  # whole-map window: level-1 max of channel 0
+
+
+def test_image_level_spp_equals_fixed_pools_on_13x13():
+    # Spec section 6: on a 13x13 conv5, 6x6 = pool k3 s2, 3x3 = k5 s4, 1x1 = k13 s13.  The spec lists
+    # k7 s7 for 2x2, which would cover [7, 13) instead of the floor/ceil bin [6, 13); k7 s6 matches.
+    x = torch.randn(2, 5, 13, 13)
+    out = spp_image(x, (1, 2, 3, 6))
+    ref = torch.cat([F.max_pool2d(x, 13, 13).flatten(1), F.max_pool2d(x, 7, 6).flatten(1),
+                     F.max_pool2d(x, 5, 4).flatten(1), F.max_pool2d(x, 3, 2).flatten(1)], 1)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_image_level_spp_equals_window_spp_over_whole_map():
+    x = torch.randn(3, 9, 11)
+    whole = spp_pool(x, np.array([[0, 0, 10, 8]]), (1, 2, 3, 6))
+    torch.testing.assert_close(spp_image(x[None], (1, 2, 3, 6)), whole, rtol=0, atol=0)
