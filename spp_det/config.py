@@ -125,6 +125,7 @@ class SvmConfig:
     evict_thresh: float = -1.2
     retrain_limit: int = 2000
     prune_neg_overlap: Optional[float] = None
+    tol: float = 0.1  # liblinear's default eps for -s 3, which R-CNN's training used (sklearn's is 1e-4)
     max_iter: int = 10000
     pool5_baseline: bool = False  # also train SVMs on pooled conv5 (Table 9's first row)
 

@@ -27,11 +27,11 @@ STAGES = ("dataset", "proposals", "conv5", "finetune", "svm_pool5", "svm", "bbox
 def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
     gen = ws.cfg.dataset.generate
     if gen is not None:
-        from .data.synthetic import CLASSES, make_synthetic_voc
-        if list(ws.cfg.dataset.classes) != list(CLASSES):
-            raise ValueError(f"dataset.generate needs dataset.classes = {list(CLASSES)}")
+        from tqdm import tqdm
+
+        from .data.synthetic import make_synthetic_voc
         make_synthetic_voc(ws.cfg.dataset.root, gen.seed, gen.num_trainval, gen.num_test, gen.min_side,
-                           gen.max_side, progress=None if not progress else __import__("tqdm").tqdm)
+                           gen.max_side, progress=tqdm if progress else None, classes=ws.classes)
     for split in ws.proposal_splits():
         ds = ws.dataset(split)
         log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),

@@ -118,28 +118,96 @@ def _derive_plan(levels: Sequence[int]) -> tuple[list[int], dict[int, int]]:
     return direct, source
 
 
+def _bins(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Half-open bin bounds ``(N, n)`` for inclusive cell ranges ``[lo, hi]`` (exact integer floor/ceil)."""
+    size = (hi - lo + 1)[:, None]
+    i = np.arange(n)[None, :]
+    start = lo[:, None] + (i * size) // n
+    end = lo[:, None] - ((-(i + 1) * size) // n)
+    return start, end
+
+
+def _range_max_tables(fmap_hwc: torch.Tensor, levels_y: int, levels_x: int) -> torch.Tensor:
+    """2-D sparse table ``(levels_y, levels_x, H, W, C)``: entry ``[a, b, y, x]`` is the max over
+    rows ``[y, y + 2^a)`` and columns ``[x, x + 2^b)`` (entries running past the map are unused)."""
+    H, W, _ = fmap_hwc.shape
+    rows = [fmap_hwc]
+    for a in range(1, levels_y):
+        s, prev = 1 << (a - 1), rows[-1]
+        cur = prev.clone()
+        if H > s:
+            torch.maximum(prev[:-s], prev[s:], out=cur[:-s])
+        rows.append(cur)
+    table = []
+    for r in rows:
+        cols = [r]
+        for b in range(1, levels_x):
+            s, prev = 1 << (b - 1), cols[-1]
+            cur = prev.clone()
+            if W > s:
+                torch.maximum(prev[:, :-s], prev[:, s:], out=cur[:, :-s])
+            cols.append(cur)
+        table.append(torch.stack(cols))
+    return torch.stack(table)
+
+
+def _floor_log2(v: np.ndarray) -> np.ndarray:
+    return np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # exact for positive integers
+
+
+def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.Tensor:
+    """Level ``n`` of every window by range-max lookups: ``(N, n, n, C)`` (channels last).
+
+    Each bin's max is the max of four (possibly overlapping) power-of-two blocks
+    that exactly cover it, read from :func:`_range_max_tables`; one gather for
+    all windows instead of one pooling call per window.
+    """
+    C, H, W = fmap.shape
+    N = len(cells)
+    ys, ye = _bins(cells[:, 1], cells[:, 3], n)  # (N, n)
+    xs, xe = _bins(cells[:, 0], cells[:, 2], n)
+    ay, bx = _floor_log2(ye - ys), _floor_log2(xe - xs)
+    A, B = int(ay.max()) + 1, int(bx.max()) + 1
+    table = _range_max_tables(fmap.permute(1, 2, 0).contiguous(), A, B).reshape(-1, C)
+    # corner rows/cols of the covering blocks: (N, n) each
+    y0, y1 = ys, ye - (1 << ay)
+    x0, x1 = xs, xe - (1 << bx)
+    ab = (ay[:, :, None] * B + bx[:, None, :]) * (H * W)  # (N, n_y, n_x)
+    idx = np.stack([ab + (y0 * W)[:, :, None] + x0[:, None, :], ab + (y0 * W)[:, :, None] + x1[:, None, :],
+                    ab + (y1 * W)[:, :, None] + x0[:, None, :], ab + (y1 * W)[:, :, None] + x1[:, None, :]])
+    g = table.index_select(0, torch.from_numpy(idx.reshape(-1))).reshape(4, N, n, n, C)
+    return torch.maximum(torch.maximum(g[0], g[1]), torch.maximum(g[2], g[3]))  # (N, n, n, C)
+
+
 def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
              levels: Sequence[int] = DEFAULT_LEVELS) -> torch.Tensor:
     """Pyramid-max-pool each cell window of one conv map.
 
     fmap: ``(C, H, W)``; cells: ``(N, 4)`` inclusive 0-based cell windows.
     Returns ``(N, C * sum(n^2))`` in ``fmap``'s dtype (order: module docstring).
+    Only the levels that no finer level is a multiple of are pooled from the map
+    (by :func:`_pool_level_sparse`); the others are reduced from them exactly.
     """
     C = fmap.shape[0]
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
     N = len(cells)
+    if N == 0:
+        return fmap.new_zeros((0, C * sum(n * n for n in levels)))
     direct, source = _derive_plan(levels)
-    pooled: dict[int, torch.Tensor] = {}
-    for n in direct:
-        out = fmap.new_empty((N, C, n, n))
-        for i, (x1, y1, x2, y2) in enumerate(cells.tolist()):
-            out[i] = F.adaptive_max_pool2d(fmap[:, y1:y2 + 1, x1:x2 + 1], n)
-        pooled[n] = out
-    for n in sorted(source, reverse=True):
+    pooled: dict[int, torch.Tensor] = {n: _pool_level_sparse(fmap, cells, n) for n in direct}
+    for n in sorted(source, reverse=True):  # channels-last reductions: the inner C axis stays contiguous
         m = source[n]
         q = m // n
-        pooled[n] = pooled[m].reshape(N, C, n, q, n, q).amax(dim=(3, 5))
-    return torch.cat([pooled[n].reshape(N, C * n * n) for n in levels], dim=1)
+        pooled[n] = pooled[m].reshape(N, n, q, n, q, C).amax(dim=(2, 4))
+    return torch.cat([pooled[n].permute(0, 3, 1, 2).reshape(N, C * n * n) for n in levels], dim=1)
+
+
+def spp_pool_reference(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int] = DEFAULT_LEVELS) -> torch.Tensor:
+    """Straightforward per-window version (one adaptive max pool per window and level), for tests."""
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
+    out = [torch.cat([F.adaptive_max_pool2d(fmap[:, y1:y2 + 1, x1:x2 + 1], n).reshape(-1) for n in levels])
+           for x1, y1, x2, y2 in cells.tolist()]
+    return torch.stack(out) if out else fmap.new_zeros((0, fmap.shape[0] * sum(n * n for n in levels)))
 
 
 def spp_image(fmap: torch.Tensor, levels: Sequence[int] = DEFAULT_LEVELS) -> torch.Tensor:

@@ -14,7 +14,8 @@
   an already chosen negative of the same image by more than that is dropped.
 * Solver: scikit-learn's ``LinearSVC`` = liblinear ``-s 3`` (L2-regularised
   hinge loss, dual), ``C``, positive weight ``-w1``, bias feature ``-B``
-  (``intercept_scaling``).  Score = ``w . x + b``.
+  (``intercept_scaling``), stopping tolerance ``tol`` = liblinear's default
+  0.1 as in R-CNN.  Score = ``w . x + b``.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def train_linear_svm(X_pos: np.ndarray, X_neg: np.ndarray, cfg: SvmConfig) -> tu
     X = np.concatenate([X_pos, X_neg]).astype(np.float64)
     y = np.concatenate([np.ones(len(X_pos)), -np.ones(len(X_neg))])
     svm = LinearSVC(C=cfg.C, loss="hinge", penalty="l2", dual=True, class_weight={1: cfg.pos_weight, -1: 1.0},
-                    fit_intercept=True, intercept_scaling=cfg.bias, max_iter=cfg.max_iter)
+                    fit_intercept=True, intercept_scaling=cfg.bias, tol=cfg.tol, max_iter=cfg.max_iter)
     svm.fit(X, y)
     return svm.coef_[0].astype(np.float32), float(svm.intercept_[0])
 

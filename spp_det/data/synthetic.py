@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -39,6 +39,15 @@ from tqdm import tqdm
 from ..io_utils import load_json, save_json, stable_hash
 
 CLASSES = ("disc", "block", "triangle", "star", "ring", "cross")
+SHAPES = CLASSES  # shape i carries texture i in the default 6-class set
+
+
+def class_style(index: int) -> tuple[str, str]:
+    """(shape, texture) of class ``index`` in a generated set of any size: every pair distinct
+    for up to 36 classes (20 VOC names map to 20 distinct combinations)."""
+    if index >= 36:
+        raise ValueError("the generator supports at most 36 classes")
+    return SHAPES[index % 6], SHAPES[(index + index // 6) % 6]
 _BACKGROUNDS = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel",
                 "hubble_deep_field", "immunohistochemistry", "moon", "page", "rocket", "text",
                 "clock", "horse", "cell", "retina", "colorwheel")
@@ -54,7 +63,7 @@ def _poly(mask: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def shape_mask(cls: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 ``(h, w)`` mask of a class's shape stretched to fill the box."""
+    """uint8 ``(h, w)`` mask of a shape (one of :data:`SHAPES`) stretched to fill the box."""
     m = np.zeros((h, w), np.uint8)
     if cls == "disc":
         cv2.ellipse(m, (((w - 1) / 2, (h - 1) / 2), (float(w), float(h)), 0.0), 1, -1)
@@ -82,7 +91,7 @@ def shape_mask(cls: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray
 
 
 def texture(cls: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """float32 ``(h, w)`` in [0, 1]: how much of the second colour each pixel takes."""
+    """float32 ``(h, w)`` in [0, 1]: how much of the second colour each pixel takes (texture of shape ``cls``)."""
     period = max(4.0, max(h, w) / rng.uniform(3.0, 6.0))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if cls == "disc":  # polka dots
@@ -142,12 +151,12 @@ def background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- images
 @dataclass
 class Painted:
-    cls: str | None  # None for a distractor
+    cls: int | None  # class index; None for a distractor
     full_box: tuple[int, int, int, int]  # x1, y1, x2, y2 0-based inclusive, may leave the image
     area: int
 
 
-def render_image(index: int, seed: int, min_side: int, max_side: int):
+def render_image(index: int, seed: int, min_side: int, max_side: int, classes=CLASSES):
     """Render image ``index``: returns (BGR uint8 image, list of object dicts, JPEG quality)."""
     rng = np.random.default_rng([seed, index])
     short = int(rng.integers(min_side, max_side + 1))
@@ -156,13 +165,14 @@ def render_image(index: int, seed: int, min_side: int, max_side: int):
     owner = np.full((H, W), -1, np.int32)
     n_obj = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.2, 0.15]))
     n_dis = int(rng.integers(0, 4))
-    kinds = [CLASSES[rng.integers(len(CLASSES))] for _ in range(n_obj)] + [None] * n_dis
+    kinds = [int(rng.integers(len(classes))) for _ in range(n_obj)] + [None] * n_dis
     rng.shuffle(kinds)
     painted: list[Painted] = []
     for kind in kinds:
         longest = float(np.exp(rng.uniform(np.log(24), np.log(min(300, 0.95 * max(W, H))))))
         aspect = float(np.exp(rng.uniform(np.log(1 / 3), np.log(3))))  # w / h
-        if kind in ("disc", "ring", "star") and rng.random() < 0.5:
+        shape, tex_name = class_style(kind) if kind is not None else (None, None)
+        if shape in ("disc", "ring", "star") and rng.random() < 0.5:
             aspect = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
         w = int(round(longest if aspect >= 1 else longest * aspect))
         h = int(round(longest if aspect < 1 else longest / aspect))
@@ -177,8 +187,8 @@ def render_image(index: int, seed: int, min_side: int, max_side: int):
             tex = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), max(1.0, min(h, w) / 8))
             tex = (tex - tex.min()) / max(1e-6, float(np.ptp(tex)))
         else:
-            mask = shape_mask(kind, h, w, rng)
-            tex = texture(kind, h, w, rng)
+            mask = shape_mask(shape, h, w, rng)
+            tex = texture(tex_name, h, w, rng)
         c1, c2 = _two_colours(rng)
         patch = c1 + tex[..., None] * (c2 - c1)
         shade = np.linspace(rng.uniform(0.75, 1.0), rng.uniform(1.0, 1.15), w if rng.random() < 0.5 else h, dtype=np.float32)
@@ -212,7 +222,7 @@ def render_image(index: int, seed: int, min_side: int, max_side: int):
         truncated = fx1 < 0 or fy1 < 0 or fx2 > W - 1 or fy2 > H - 1
         vis_long = max(box[2] - box[0] + 1, box[3] - box[1] + 1)
         difficult = visible < 0.4 or vis_long < 20
-        objects.append({"name": p.cls, "box": box, "truncated": truncated, "difficult": difficult})
+        objects.append({"name": classes[p.cls], "box": box, "truncated": truncated, "difficult": difficult})
     quality = int(rng.integers(70, 96))
     return img, objects, quality
 
@@ -236,9 +246,11 @@ def annotation_xml(image_id: str, width: int, height: int, objects: list[dict]) 
 
 def make_synthetic_voc(root: str | Path, seed: int = 0, num_trainval: int = 200, num_test: int = 120,
                        min_side: int = 300, max_side: int = 400,
-                       progress: Callable | None = tqdm) -> Path:
+                       progress: Callable | None = tqdm, classes: Sequence[str] = CLASSES) -> Path:
     """Write (or reuse) a synthetic VOC2007-layout dataset at ``root``.
 
+    ``classes`` names the classes (default: the six shapes); class ``i`` is drawn with
+    :func:`class_style` ``(i)``, so e.g. the 20 VOC names give a 20-class set.
     ``root`` becomes ``.../VOC2007`` with ``Annotations``, ``JPEGImages`` and
     ``ImageSets/Main``.  It is built in a temporary sibling directory and renamed
     into place, so a killed run leaves nothing half-written; an existing root
@@ -246,7 +258,7 @@ def make_synthetic_voc(root: str | Path, seed: int = 0, num_trainval: int = 200,
     """
     root = Path(root)
     params = {"version": VERSION, "seed": seed, "num_trainval": num_trainval, "num_test": num_test,
-              "min_side": min_side, "max_side": max_side, "classes": list(CLASSES)}
+              "min_side": min_side, "max_side": max_side, "classes": list(classes)}
     marker = root / "synthetic.json"
     if marker.is_file():
         if load_json(marker).get("hash") == stable_hash(params):
@@ -262,20 +274,20 @@ def make_synthetic_voc(root: str | Path, seed: int = 0, num_trainval: int = 200,
             (tmp / d).mkdir(parents=True)
         n = num_trainval + num_test
         ids = [f"{i + 1:06d}" for i in range(n)]
-        present: dict[str, dict[str, int]] = {c: {} for c in CLASSES}
+        present: dict[str, dict[str, int]] = {c: {} for c in classes}
         it = range(n)
         for i in (progress(it, desc="synthetic VOC", unit="img") if progress else it):
-            img, objects, quality = render_image(i, seed, min_side, max_side)
+            img, objects, quality = render_image(i, seed, min_side, max_side, classes)
             cv2.imwrite(str(tmp / "JPEGImages" / f"{ids[i]}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
             (tmp / "Annotations" / f"{ids[i]}.xml").write_text(annotation_xml(ids[i], img.shape[1], img.shape[0], objects))
-            for c in CLASSES:
+            for c in classes:
                 flags = [0 if o["difficult"] else 1 for o in objects if o["name"] == c]
                 present[c][ids[i]] = max(flags) if flags else -1
         trainval = ids[:num_trainval]
         splits = {"trainval": trainval, "train": trainval[0::2], "val": trainval[1::2], "test": ids[num_trainval:]}
         for split, members in splits.items():
             (tmp / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in members))
-            for c in CLASSES:
+            for c in classes:
                 (tmp / "ImageSets/Main" / f"{c}_{split}.txt").write_text(
                     "".join(f"{i} {present[c][i]:2d}\n" for i in members))
         save_json({"hash": stable_hash(params), "params": params}, tmp / "synthetic.json")

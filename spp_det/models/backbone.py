@@ -68,6 +68,9 @@ class Backbone:
 
     def __post_init__(self) -> None:
         self.geometry = derive_geometry(self.trunk)
+        # channels-last convs measured 1.6x faster on 2 CPU cores at 688x917 (Lite0 0.362 -> 0.225 s,
+        # ZF-5 0.826 -> 0.522 s); outputs are made contiguous NCHW again in conv5().
+        self.trunk.to(memory_format=torch.channels_last)
         self.trunk.eval()
         for p in self.trunk.parameters():
             p.requires_grad_(False)
@@ -79,8 +82,8 @@ class Backbone:
     @torch.no_grad()
     def conv5(self, image_bgr: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
         """Conv map ``(C, H', W')`` of one already-resized BGR uint8 image."""
-        x = self.preprocess(image_bgr).unsqueeze(0).to(device)
-        return self.trunk(x)[0]
+        x = self.preprocess(image_bgr).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
+        return self.trunk(x)[0].contiguous()
 
     def to(self, device: str | torch.device) -> "Backbone":
         self.trunk.to(device)
