@@ -21,6 +21,8 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml
+	$(PY) tools/demo.py --workdir runs/demo --images data/generated/VOCdevkit/VOC2007 --split test --limit 8 \
+	  --out runs/demo/demo_test_images
 	@if [ -d "$(SHARED_REAL13)" ]; then \
 	  $(PY) tools/demo.py --workdir runs/demo --images $(SHARED_REAL13) --out runs/demo/demo_images; \
 	else echo "($(SHARED_REAL13) not found: skipping the real-photo demo)"; fi

@@ -43,7 +43,6 @@ class ClassCache:
     X_pos: np.ndarray
     X_neg: list[np.ndarray] = field(default_factory=list)
     keys_neg: list[np.ndarray] = field(default_factory=list)  # (image index, window index) rows
-    key_set: set = field(default_factory=set)
     num_added: int = 0
     retrains: int = 0
 
@@ -62,7 +61,8 @@ def train_linear_svm(X_pos: np.ndarray, X_neg: np.ndarray, cfg: SvmConfig) -> tu
     X = np.concatenate([X_pos, X_neg]).astype(np.float64)
     y = np.concatenate([np.ones(len(X_pos)), -np.ones(len(X_neg))])
     svm = LinearSVC(C=cfg.C, loss="hinge", penalty="l2", dual=True, class_weight={1: cfg.pos_weight, -1: 1.0},
-                    fit_intercept=True, intercept_scaling=cfg.bias, tol=cfg.tol, max_iter=cfg.max_iter)
+                    fit_intercept=True, intercept_scaling=cfg.bias, tol=cfg.tol, max_iter=cfg.max_iter,
+                    random_state=0)  # liblinear shuffles coordinates: fix it for reproducible models
     svm.fit(X, y)
     return svm.coef_[0].astype(np.float32), float(svm.intercept_[0])
 
@@ -109,7 +109,6 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
         z = X_neg @ W[:, c] + B[c]
         keep = z >= scfg.evict_thresh
         caches[c].X_neg, caches[c].keys_neg = [X_neg[keep]], [K[keep]]
-        caches[c].key_set = {tuple(k) for k in K[keep].tolist()}
 
     for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
         first = idx == 0
@@ -122,15 +121,15 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
         for c in range(C):
             cls_iou = iou[:, lab_all == c]
             is_neg = cls_iou.max(1) < scfg.neg_overlap if cls_iou.shape[1] else np.ones(len(boxes), bool)
+            # one pass over the images: this image's windows cannot be cached yet, so every
+            # candidate is new ("not already cached" holds by construction)
             cand = np.nonzero(is_neg if first else is_neg & (Z[:, c] > scfg.hard_thresh))[0]
-            cand = np.array([j for j in cand if (idx, j) not in caches[c].key_set], np.int64)
             if len(cand) and scfg.prune_neg_overlap is not None:
                 cand = cand[_prune(boxes[cand], Z[cand, c], scfg.prune_neg_overlap)]
             if len(cand):
                 caches[c].X_neg.append(X[cand])
                 keys = np.stack([np.full(len(cand), idx), cand], 1)
                 caches[c].keys_neg.append(keys)
-                caches[c].key_set.update(map(tuple, keys.tolist()))
                 caches[c].num_added += len(cand)
             if (first or caches[c].num_added > scfg.retrain_limit or last) and caches[c].X_neg:
                 retrain(c)

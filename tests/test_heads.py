@@ -37,7 +37,7 @@ def test_svm_is_liblinear_hinge_with_bias_feature():
     assert ((X_pos @ w + b) > 0).mean() > 0.95 and ((X_neg @ w + b) < 0).mean() > 0.95
     # b is w_bias * 10 (liblinear -B 10): the dual solution's objective with the bias regularised
     from sklearn.svm import LinearSVC
-    ref = LinearSVC(C=1.0, loss="hinge", dual=True, class_weight={1: 2.0, -1: 1.0}, intercept_scaling=10.0, tol=0.1,
+    ref = LinearSVC(C=1.0, loss="hinge", dual=True, class_weight={1: 2.0, -1: 1.0}, intercept_scaling=10.0, tol=0.1, random_state=0,
                     max_iter=10000).fit(np.concatenate([X_pos, X_neg]), np.r_[np.ones(40), -np.ones(200)])
     np.testing.assert_allclose(w, ref.coef_[0], rtol=1e-4)
     with pytest.raises(ValueError):

@@ -3,6 +3,8 @@
 
 Usage: python tools/demo.py --workdir runs/demo --images ../shared/data/voc2007-test-real13/JPEGImages
        --out runs/demo/demo_images [--min-score 0.0]
+       python tools/demo.py --workdir runs/demo --images data/generated/VOCdevkit/VOC2007 --split test --limit 8
+       --out runs/demo/demo_test_images
 """
 import argparse
 import sys
@@ -17,7 +19,9 @@ EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True)
-    p.add_argument("--images", required=True, help="an image file or a folder of images")
+    p.add_argument("--images", required=True, help="an image file, a folder of images, or a VOC root with --split")
+    p.add_argument("--split", help="treat --images as a VOC root and use this split's images")
+    p.add_argument("--limit", type=int, help="at most this many images")
     p.add_argument("--out", required=True)
     p.add_argument("--min-score", type=float, default=0.0, help="draw detections scoring above this")
     p.add_argument("--device")
@@ -29,7 +33,16 @@ def main() -> int:
         from spp_det.api import Detector, draw_detections
         from spp_det.data.images import load_image
         src = Path(args.images)
-        files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in EXTS)
+        if args.split:
+            from spp_det.data.voc import read_split
+            files = [src / "JPEGImages" / f"{i}.jpg" for i in read_split(src, args.split)]
+        elif src.is_file():
+            files = [src]
+        elif src.is_dir():
+            files = sorted(f for f in src.iterdir() if f.suffix.lower() in EXTS)
+        else:
+            raise FileNotFoundError(f"{src}: no such file or folder")
+        files = files[: args.limit] if args.limit else files
         if not files:
             raise FileNotFoundError(f"{src}: no images found")
         det = Detector.from_workdir(args.workdir, args.device)
