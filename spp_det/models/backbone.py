@@ -68,8 +68,8 @@ class Backbone:
 
     def __post_init__(self) -> None:
         self.geometry = derive_geometry(self.trunk)
-        # channels-last convs measured 1.6x faster on 2 CPU cores at 688x917 (Lite0 0.362 -> 0.225 s,
-        # ZF-5 0.826 -> 0.522 s); outputs are made contiguous NCHW again in conv5().
+        # channels-last convs: 1.4x faster on 2 CPU cores at 688x917 (Lite0 0.390 -> 0.276 s, ZF-5
+        # 0.679 -> 0.505 s; benchmarks/bench_conv.py); conv5() returns contiguous NCHW again.
         self.trunk.to(memory_format=torch.channels_last)
         self.trunk.eval()
         for p in self.trunk.parameters():
