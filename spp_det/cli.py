@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
-
 from .config import Config, load_config
 
 
@@ -30,7 +28,7 @@ def load_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def run_main(fn, argv: Optional[Sequence[str]] = None) -> int:
+def run_main(fn) -> int:
     """Run ``fn()``; turn expected user errors into one clear line and exit code 2."""
     from .data.images import ImageError
     from .data.voc import DatasetError
@@ -54,13 +52,15 @@ def stage_main(stage: str, description: str) -> int:
     setup_logging(args.verbose)
 
     def go() -> None:
+        from .config import save_config
         from .pipeline import run_stage
         from .workspace import Workspace
-        from .config import save_config
         cfg = load_from_args(args)
         ws = Workspace(cfg)
         ws.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, ws.root / "config.yaml")
+        if cfg.dataset.generate is not None:  # the embedded dataset is made on first use
+            run_stage(ws, "dataset", progress=not args.no_progress)
         run_stage(ws, stage, progress=not args.no_progress, force=args.force)
 
     return run_main(go)

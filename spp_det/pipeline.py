@@ -153,10 +153,28 @@ STAGE_FUNCS: dict[str, Callable[[Workspace, bool], list[Path]]] = {
 }
 
 
+def upstream(ws: Workspace, stage: str) -> list[str]:
+    """Stages whose outputs ``stage`` reads (for the current config)."""
+    c = ws.cfg
+    deps = {"proposals": [], "conv5": [], "finetune": ["proposals", "conv5"], "svm_pool5": ["proposals", "conv5"],
+            "svm": ["finetune"], "bbox_reg": ["proposals", "conv5"], "eval": ["test"],
+            "test": ["svm"] + (["bbox_reg"] if c.bbox_reg.enabled else [])
+            + (["svm_pool5"] if c.svm.pool5_baseline else [])}
+    return deps.get(stage, [])
+
+
 def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = False) -> dict:
-    """Run one stage unless it is already complete for this config; returns its timing record."""
+    """Run one stage unless it is already complete for this config; returns its timing record.
+
+    Refuses to run when a stage it reads from is missing or was made under
+    another config, so stale outputs are never consumed.
+    """
     if stage not in STAGE_FUNCS:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    stale = [u for u in upstream(ws, stage) if not ws.stage_done(u)]
+    if stale:
+        raise ValueError(f"stage {stage!r} needs {', '.join(stale)} first: missing, or made under another "
+                         f"config (run tools/run_pipeline.py, or the stage tools in order)")
     if stage != "dataset" and not force and ws.stage_done(stage):
         log.info("stage %s: done for this config, skipped", stage)
         print(f"[{stage}] up to date, skipped", flush=True)

@@ -169,11 +169,14 @@ class Workspace:
         if not p.is_file():
             return False
         m = load_json(p)
-        return m.get("hash") == self.stage_hash(stage) and all(Path(o).exists() for o in m.get("outputs", []))
+        return m.get("hash") == self.stage_hash(stage) and all((self.root / o).exists() for o in m.get("outputs", []))
 
     def mark_done(self, stage: str, outputs: list[Path | str], info: Optional[dict] = None) -> None:
-        save_json({"stage": stage, "hash": self.stage_hash(stage), "outputs": [str(o) for o in outputs],
-                   "info": info or {}}, self.manifest_path(stage))
+        """Record a finished stage; outputs are stored relative to the work directory (relocatable)."""
+        rel = [str(Path(o).resolve().relative_to(self.root.resolve())) if Path(o).resolve().is_relative_to(
+            self.root.resolve()) else str(Path(o).resolve()) for o in outputs]
+        save_json({"stage": stage, "hash": self.stage_hash(stage), "outputs": rel, "info": info or {}},
+                  self.manifest_path(stage))
 
     def manifest_info(self, stage: str) -> dict:
         p = self.manifest_path(stage)

@@ -87,7 +87,7 @@ def test_changed_config_reruns_only_dependent_stages(trained, capsys):
 def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
     tmp, cfg, ws = trained
     work2 = tmp / "work_resume"
-    shutil.copytree(ws.root, work2, ignore=shutil.ignore_patterns("finetune", "manifests"))
+    shutil.copytree(ws.root, work2, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
     cfg2 = config_from_dict({**cfg.to_dict(), "workdir": str(work2)})
     ws2 = Workspace(cfg2)
     import spp_det.finetune as ft
@@ -149,3 +149,12 @@ def test_stage_tool_reports_bad_dataset_clearly(tmp_path):
                         str(tmp_path / "c.yaml"), "--no-progress"], capture_output=True, text=True)
     assert p.returncode == 2
     assert "dataset root not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_stage_refuses_stale_upstream_outputs(trained):
+    tmp, cfg, ws = trained
+    d = cfg.to_dict()
+    d["finetune"] = {**d["finetune"], "base_lr": 0.01}
+    ws2 = Workspace(config_from_dict(d))
+    with pytest.raises(ValueError, match="needs finetune first"):
+        run_stage(ws2, "svm", progress=False)
