@@ -72,6 +72,54 @@ def _prune(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> np.ndarray:
     return nms(boxes, scores, overlap)
 
 
+class HardNegativeMiner:
+    """R-CNN's one-pass hard negative mining for all classes at once.
+
+    Feed images in order with :meth:`add_image`; ``W`` ``(D, C)`` and ``B``
+    ``(C,)`` hold the current SVMs.  Rules (module docstring): the first image
+    adds all its negatives and trains; later images add negatives scoring
+    > ``hard_thresh`` under the current model; a class retrains when it has
+    more than ``retrain_limit`` new ones and after the last image; each
+    retrain evicts cached negatives scoring < ``evict_thresh``.
+    """
+
+    def __init__(self, positives: list[np.ndarray], cfg: SvmConfig):
+        self.cfg = cfg
+        self.caches = [ClassCache(np.asarray(p, np.float32)) for p in positives]
+        dim = self.caches[0].X_pos.shape[1]
+        self.W = np.zeros((dim, len(positives)), np.float32)
+        self.B = np.zeros(len(positives), np.float32)
+        self.images_seen = 0
+
+    def retrain(self, c: int) -> None:
+        cache = self.caches[c]
+        X_neg, K = cache.negatives()
+        self.W[:, c], self.B[c] = train_linear_svm(cache.X_pos, X_neg, self.cfg)
+        cache.num_added = 0
+        cache.retrains += 1
+        keep = X_neg @ self.W[:, c] + self.B[c] >= self.cfg.evict_thresh
+        cache.X_neg, cache.keys_neg = [X_neg[keep]], [K[keep]]
+
+    def add_image(self, idx: int, X: np.ndarray, is_neg: np.ndarray, boxes: np.ndarray, last: bool) -> None:
+        """X: scaled features ``(N, D)``; is_neg: ``(N, C)`` bool (IoU < neg_overlap with every GT of
+        the class); boxes: internal ``(N, 4)`` (for the optional overlap pruning)."""
+        first = self.images_seen == 0
+        self.images_seen += 1
+        Z = X @ self.W + self.B
+        for c, cache in enumerate(self.caches):
+            # one pass over the images: this image's windows cannot be cached yet, so every
+            # candidate is new ("not already cached" holds by construction)
+            cand = np.nonzero(is_neg[:, c] if first else is_neg[:, c] & (Z[:, c] > self.cfg.hard_thresh))[0]
+            if len(cand) and self.cfg.prune_neg_overlap is not None:
+                cand = cand[_prune(boxes[cand], Z[cand, c], self.cfg.prune_neg_overlap)]
+            if len(cand):
+                cache.X_neg.append(X[cand])
+                cache.keys_neg.append(np.stack([np.full(len(cand), idx), cand], 1))
+                cache.num_added += len(cand)
+            if (first or cache.num_added > self.cfg.retrain_limit or last) and cache.X_neg:
+                self.retrain(c)
+
+
 def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Path:
     """Train all class SVMs on ``kind`` features ("fc7" or "pool5"); returns the model path."""
     cfg, scfg = ws.cfg, ws.cfg.svm
@@ -92,51 +140,24 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
             for c in range(C):
                 if (labels == c).any():
                     pos[c].append(x[labels == c])
-    caches = []
     for c in range(C):
         if not pos[c]:
             raise ValueError(f"class {ws.classes[c]!r} has no (non-difficult) training object in split {split!r}")
-        caches.append(ClassCache(np.concatenate(pos[c])))
-    dim = caches[0].X_pos.shape[1]
-    W = np.zeros((dim, C), np.float32)
-    B = np.zeros(C, np.float32)
-
-    def retrain(c: int) -> None:
-        X_neg, K = caches[c].negatives()
-        W[:, c], B[c] = train_linear_svm(caches[c].X_pos, X_neg, scfg)
-        caches[c].num_added = 0
-        caches[c].retrains += 1
-        z = X_neg @ W[:, c] + B[c]
-        keep = z >= scfg.evict_thresh
-        caches[c].X_neg, caches[c].keys_neg = [X_neg[keep]], [K[keep]]
+    miner = HardNegativeMiner([np.concatenate(p) for p in pos], scfg)
 
     for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
-        first = idx == 0
-        last = idx == len(records) - 1
         boxes, _ = windows_of(r, ws.boxes_for(r, split), cfg.dataset.use_difficult)
         gt_all, lab_all = r.gt_for_training(True)  # negatives avoid every GT, difficult ones too
         X = feats(cache.load(r), boxes, (r.height, r.width)) * scale
-        Z = X @ W + B
         iou = box_iou(boxes, gt_all) if len(gt_all) else np.zeros((len(boxes), 0))
-        for c in range(C):
-            cls_iou = iou[:, lab_all == c]
-            is_neg = cls_iou.max(1) < scfg.neg_overlap if cls_iou.shape[1] else np.ones(len(boxes), bool)
-            # one pass over the images: this image's windows cannot be cached yet, so every
-            # candidate is new ("not already cached" holds by construction)
-            cand = np.nonzero(is_neg if first else is_neg & (Z[:, c] > scfg.hard_thresh))[0]
-            if len(cand) and scfg.prune_neg_overlap is not None:
-                cand = cand[_prune(boxes[cand], Z[cand, c], scfg.prune_neg_overlap)]
-            if len(cand):
-                caches[c].X_neg.append(X[cand])
-                keys = np.stack([np.full(len(cand), idx), cand], 1)
-                caches[c].keys_neg.append(keys)
-                caches[c].num_added += len(cand)
-            if (first or caches[c].num_added > scfg.retrain_limit or last) and caches[c].X_neg:
-                retrain(c)
+        is_neg = np.stack([iou[:, lab_all == c].max(1) < scfg.neg_overlap if (lab_all == c).any()
+                           else np.ones(len(boxes), bool) for c in range(C)], 1)
+        miner.add_image(idx, X, is_neg, boxes, last=idx == len(records) - 1)
+    W, B, caches = miner.W, miner.B, miner.caches
     dt = time.perf_counter() - t0
     info = {c: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
                 "retrains": caches[i].retrains} for i, c in enumerate(ws.classes)}
-    log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, dim, dt, info)
+    log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
     out = ws.root / "svm" / f"{kind}.pt"
     save_torch({"kind": kind, "W": torch.from_numpy(W), "b": torch.from_numpy(B), "scale": scale,
                 "classes": ws.classes, "info": info}, out)

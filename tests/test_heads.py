@@ -113,3 +113,51 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(p)
     cfg = load_config(ROOT / "configs" / "demo.yaml", ["svm.C=0.01", "model.projection=offset"])
     assert cfg.svm.C == 0.01 and cfg.model.projection == "offset"
+
+
+def test_hard_negative_mining_rules():
+    from spp_det.config import SvmConfig
+    from spp_det.svm import HardNegativeMiner
+    rng = np.random.default_rng(0)
+    D = 6
+    cfg = SvmConfig(C=1.0, retrain_limit=10_000)
+    miner = HardNegativeMiner([rng.normal(1.5, 1, (30, D)).astype(np.float32)], cfg)
+    boxes = np.zeros((200, 4), np.float32)
+
+    def image():
+        return rng.normal(-0.5, 1.2, (200, D)).astype(np.float32)
+
+    def cached_keys():
+        return {tuple(k) for k in np.concatenate(miner.caches[0].keys_neg).tolist()}
+
+    # first image: every negative enters, the model trains, then easy ones (< -1.2) are evicted
+    X0 = image()
+    is_neg0 = rng.random((200, 1)) < 0.8
+    miner.add_image(0, X0, is_neg0, boxes, last=False)
+    z0 = X0 @ miner.W[:, 0] + miner.B[0]
+    assert miner.caches[0].retrains == 1
+    assert cached_keys() == {(0, j) for j in np.nonzero(is_neg0[:, 0] & (z0 >= -1.2))[0]}
+    # later image: only negatives scoring > -1.0001 under the current model are added; no retrain yet
+    X1 = image()
+    W, B = miner.W.copy(), miner.B.copy()
+    miner.add_image(1, X1, np.ones((200, 1), bool), boxes, last=False)
+    hard = set(np.nonzero(X1 @ W[:, 0] + B[0] > -1.0001)[0])
+    assert {j for i, j in cached_keys() if i == 1} == hard
+    assert miner.caches[0].retrains == 1 and miner.caches[0].num_added == len(hard)
+    # the last image always retrains (and evicts)
+    miner.add_image(2, image(), np.ones((200, 1), bool), boxes, last=True)
+    assert miner.caches[0].retrains == 2 and miner.caches[0].num_added == 0
+    Xn, _ = miner.caches[0].negatives()
+    assert (Xn @ miner.W[:, 0] + miner.B[0] >= -1.2).all()
+
+
+def test_hard_negative_mining_retrains_past_the_limit():
+    from spp_det.config import SvmConfig
+    from spp_det.svm import HardNegativeMiner
+    rng = np.random.default_rng(1)
+    miner = HardNegativeMiner([rng.normal(1, 1, (20, 4)).astype(np.float32)], SvmConfig(C=1.0, retrain_limit=50))
+    boxes = np.zeros((300, 4), np.float32)
+    miner.add_image(0, rng.normal(0, 1, (300, 4)).astype(np.float32), np.ones((300, 1), bool), boxes, False)
+    X = rng.normal(0.8, 0.3, (300, 4)).astype(np.float32)  # hard: most score > -1 under the model
+    miner.add_image(1, X, np.ones((300, 1), bool), boxes, last=False)
+    assert miner.caches[0].retrains == 2  # > 50 new negatives triggered a retrain before the end
