@@ -23,8 +23,7 @@ import torch
 import torchvision.ops as tvops
 
 __all__ = [
-    "voc_to_internal", "internal_to_voc", "to_exclusive", "box_iou", "box_area",
-    "flip_boxes", "clip_boxes", "valid_boxes_mask", "nms",
+    "voc_to_internal", "internal_to_voc", "to_exclusive", "box_iou", "flip_boxes", "clip_boxes", "nms",
 ]
 
 
@@ -39,16 +38,10 @@ def internal_to_voc(boxes: np.ndarray) -> np.ndarray:
 
 
 def to_exclusive(boxes: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Internal inclusive boxes -> torchvision's exclusive-end boxes (``x2 + 1, y2 + 1``)."""
-    t = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, torch.Tensor) else boxes)
-    t = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).reshape(-1, 4)
+    """Internal inclusive boxes -> torchvision's exclusive-end boxes (``x2 + 1, y2 + 1``), same float dtype."""
+    t = torch.as_tensor(boxes).reshape(-1, 4)
+    t = t if t.is_floating_point() else t.float()
     return t + t.new_tensor([0.0, 0.0, 1.0, 1.0])
-
-
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    """Area of inclusive boxes ``(N, 4)`` with the +1 rule: ``(x2-x1+1)(y2-y1+1)``."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,13 +76,6 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width - 1)
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height - 1)
     return b
-
-
-def valid_boxes_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """True for boxes with ``0 <= x1 <= x2 <= W-1`` and ``0 <= y1 <= y2 <= H-1``."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return ((b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= width - 1) & (b[:, 3] <= height - 1)
-            & (b[:, 0] <= b[:, 2]) & (b[:, 1] <= b[:, 3]))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

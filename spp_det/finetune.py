@@ -39,7 +39,7 @@ from .boxes import box_iou
 from .config import Config
 from .data.voc import ImageRecord
 from .head import SPPHead
-from .io_utils import load_json, save_json, save_torch
+from .io_utils import save_json, save_torch
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,3 @@ def load_head(ws: Workspace, path: Optional[Path] = None) -> SPPHead:
     head = build_head(ws)
     head.load_state_dict(torch.load(path or ws.root / "finetune" / "best.pt", map_location="cpu", weights_only=True))
     return head.eval()
-
-
-def finetune_log(ws: Workspace) -> dict:
-    p = ws.root / "finetune" / "log.json"
-    return load_json(p) if p.is_file() else {}

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
@@ -65,6 +64,8 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    import torch  # lazily: proposal worker processes import this module and need no torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     with atomic_path(path) as tmp:

@@ -67,11 +67,6 @@ def train_linear_svm(X_pos: np.ndarray, X_neg: np.ndarray, cfg: SvmConfig) -> tu
     return svm.coef_[0].astype(np.float32), float(svm.intercept_[0])
 
 
-def _prune(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> np.ndarray:
-    """Indices kept by greedy suppression of negatives overlapping a kept one by > overlap."""
-    return nms(boxes, scores, overlap)
-
-
 class HardNegativeMiner:
     """R-CNN's one-pass hard negative mining for all classes at once.
 
@@ -111,7 +106,7 @@ class HardNegativeMiner:
             # candidate is new ("not already cached" holds by construction)
             cand = np.nonzero(is_neg[:, c] if first else is_neg[:, c] & (Z[:, c] > self.cfg.hard_thresh))[0]
             if len(cand) and self.cfg.prune_neg_overlap is not None:
-                cand = cand[_prune(boxes[cand], Z[cand, c], self.cfg.prune_neg_overlap)]
+                cand = cand[nms(boxes[cand], Z[cand, c], self.cfg.prune_neg_overlap)]  # drop > 70 %-overlapping negatives
             if len(cand):
                 cache.X_neg.append(X[cand])
                 cache.keys_neg.append(np.stack([np.full(len(cand), idx), cand], 1))

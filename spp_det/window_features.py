@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .data.voc import ImageRecord
 from .features import Conv5Cache, WindowPooler
 from .head import SPPHead, batched
+from .io_utils import load_json, save_json, stable_hash
 from .workspace import Workspace
 
 
@@ -50,8 +51,20 @@ def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) 
 
 def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5Cache,
                   progress: bool = True) -> float:
-    """``target / mean L2 norm`` over a seeded sample of windows of ``split``."""
+    """``target / mean L2 norm`` over a seeded sample of windows of ``split``.
+
+    Stored in ``<workdir>/norms/`` under a hash of everything it depends on, so
+    stages that share a feature kind (pool5: the baseline SVMs and the box
+    regressors) measure it once.
+    """
     n = ws.cfg.norm
+    key = stable_hash({"kind": feats.kind, "split": split, "pool": ws.pooling_key(), "norm": vars(n),
+                       "seed": ws.cfg.seed, "proposals": ws.proposals_hash(split),
+                       "use_difficult": ws.cfg.dataset.use_difficult,
+                       "ft": ws.stage_hash("finetune") if feats.kind == "fc7" else None})
+    path = ws.root / "norms" / f"{feats.kind}_{key}.json"
+    if path.is_file():
+        return float(load_json(path)["scale"])
     records = ws.dataset(split).records
     rng = np.random.default_rng([ws.cfg.seed, 17])
     chosen = rng.choice(len(records), size=min(n.images, len(records)), replace=False)
@@ -65,4 +78,5 @@ def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5
     mean = float(np.concatenate(norms).mean())
     if not np.isfinite(mean) or mean <= 0:
         raise ValueError(f"mean {feats.kind} feature norm is {mean}: features are all zero (dead network?)")
+    save_json({"scale": n.target / mean, "mean_norm": mean, "windows": int(sum(len(x) for x in norms))}, path)
     return n.target / mean

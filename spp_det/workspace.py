@@ -7,6 +7,7 @@ Layout (``<workdir>/``)::
     proposals/<split>.npz                image id -> (N, 4) internal boxes
     conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W')
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
+    norms/<kind>_<hash>.json             feature scale 20 / mean norm (shared by stages)
     svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale
     bbox_reg/model.pt                    per-class ridge weights, feature scale
     detections/<split>/<variant>/comp4_det_<split>_<cls>.txt

@@ -60,6 +60,8 @@ def test_all_outputs_and_metrics(trained):
     # flipped views were cached for fine-tuning; maps are fp16
     assert any(p.name.endswith("_flip.npy") for p in cache.dir.iterdir())
     assert np.load(next(cache.dir.glob("*.npy"))).dtype == np.float16
+    # the pool5 scale is measured once and shared by the baseline SVMs and the box regressors
+    assert sorted(p.name.split("_")[0] for p in (ws.root / "norms").glob("*.json")) == ["fc7", "pool5"]
 
 
 def test_rerun_skips_every_stage(trained, capsys):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -192,15 +192,3 @@ class VOCDataset:
             keep = np.ones(len(r.labels), bool) if include_difficult else ~r.difficult
             np.add.at(counts, r.labels[keep], 1)
         return counts
-
-
-def load_dataset(root: str | Path, split: str, classes: Sequence[str],
-                 cache: Optional[dict] = None) -> VOCDataset:
-    """Load a split, memoised in ``cache`` (keyed by root/split/classes) when given."""
-    key = (str(root), split, tuple(classes))
-    if cache is not None and key in cache:
-        return cache[key]
-    ds = VOCDataset(root, split, classes)
-    if cache is not None:
-        cache[key] = ds
-    return ds

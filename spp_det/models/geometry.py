@@ -30,9 +30,6 @@ class Geometry:
     stride: int
     cell0: float
 
-    def cell_centres(self, n: int) -> list[float]:
-        return [self.cell0 + self.stride * k for k in range(n)]
-
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
