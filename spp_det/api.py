@@ -47,10 +47,8 @@ class Detector:
         return cls(Workspace(cfg))
 
     def proposals(self, image_bgr: np.ndarray) -> np.ndarray:
-        from proposals.selective_search import SearchParams, selective_search
-        p = self.ws.cfg.proposals
-        return selective_search(image_bgr, SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes,
-                                                        p.min_size, p.max_image_side))
+        from proposals.selective_search import selective_search
+        return selective_search(image_bgr, self.ws.search_params())
 
     def detect(self, image: Union[str, Path, np.ndarray], boxes: Optional[np.ndarray] = None,
                variant: Optional[str] = None) -> Detections:

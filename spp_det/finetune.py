@@ -40,6 +40,7 @@ from .config import Config
 from .data.voc import ImageRecord
 from .head import SPPHead
 from .io_utils import save_json, save_torch
+from .window_features import windows_of
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def label_windows(record: ImageRecord, proposals: np.ndarray, cfg: Config) -> Im
     """GT + proposals of one record, labelled fg/bg by best IoU (unused windows dropped)."""
     ft = cfg.finetune
     gt_boxes, gt_labels = record.gt_for_training(cfg.dataset.use_difficult)
-    boxes = np.concatenate([gt_boxes, proposals]).astype(np.float32) if len(gt_boxes) else proposals.astype(np.float32)
+    boxes, _ = windows_of(record, proposals, cfg.dataset.use_difficult)
     if len(gt_boxes) == 0:
         return ImageWindows(record, boxes[:0], np.zeros(0, np.int64))  # every IoU is 0 < bg_low: unused
     iou = box_iou(boxes, gt_boxes)

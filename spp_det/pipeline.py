@@ -42,7 +42,6 @@ def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
 def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
     from proposals.cache import compute_proposals, save_proposals
     from proposals.rcnn_mat import load_rcnn_mat
-    from proposals.selective_search import SearchParams
 
     p = ws.cfg.proposals
     outs = []
@@ -60,8 +59,8 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
             save_proposals(out, {r.image_id: boxes[r.image_id] for r in records},
                            {"hash": ws.proposals_hash(split), "source": p.mat_files[split]})
         elif p.method == "selective_search":
-            params = SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
-            compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out, params,
+            compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out,
+                              ws.search_params(),
                               ws.proposals_hash(split), p.workers, progress=progress)
         else:
             raise ValueError(f"unknown proposals.method {p.method!r} (use 'selective_search' or 'mat')")

@@ -61,6 +61,12 @@ class Workspace:
                   self.cfg.dataset.test_split]
         return list(dict.fromkeys(s for s in splits if s))
 
+    def search_params(self):
+        """Selective-search settings of this config (:class:`proposals.selective_search.SearchParams`)."""
+        from proposals.selective_search import SearchParams
+        p = self.cfg.proposals
+        return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
+
     def proposals_path(self, split: str) -> Path:
         return self.root / "proposals" / f"{split}.npz"
 
