@@ -7,7 +7,7 @@
 
 Boxes are internal: float ``(K, 4)`` ``x1, y1, x2, y2``, 0-based inclusive
 pixel indices of the input image.  The detector runs selective search with the
-experiment's proposal settings, conv5 at the experiment's scale, and the
+experiment's proposal settings, conv5 at each of the experiment's scales, and the
 variant with box regression when one was trained.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from .config import load_config
 from .data.images import load_image
 from .detect import Detections
-from .features import compute_conv5
+from .features import compute_conv5_pyramid
 from .inference import TrainedModels
 from .workspace import Workspace
 
@@ -57,8 +57,8 @@ class Detector:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"image must be BGR uint8 (H, W, 3), got {img.dtype} {img.shape}")
         windows = self.proposals(img) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
-        fmap = compute_conv5(self.backbone, img, self.ws.scale, self.ws.device).float().cpu()
-        res = self.models.detect(fmap, windows, img.shape[:2])
+        maps = compute_conv5_pyramid(self.backbone, img, self.ws.scales, self.ws.device)
+        res = self.models.detect(maps, windows, img.shape[:2])
         return res[variant or self.models.main_variant]
 
 

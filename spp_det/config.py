@@ -10,7 +10,8 @@ model.projection             ``paper``              ``offset``
 finetune.base_lr/lr_steps    1e-4, [250000]; 300k   1e-3, [30000, 60000]; 70k
 svm.prune_neg_overlap        0.7 (paper) / null     null (not in released code)
 test.bbox_reg_order          ``before_nms`` (ours)  ``after_nms``
-5-scale list (issue 3)       864                    874
+model.scale_select           ``paper``              ``released``
+5-scale list (model.scales)  864                    874
 ===========================  =====================  ===========================
 
 ``svm.prune_neg_overlap`` defaults to ``null`` (off) because the released code and
@@ -67,6 +68,7 @@ class ProposalsConfig:
     max_image_side: Optional[int] = None  # resize before search (boxes mapped back)
     workers: int = 2
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
+    cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked
 
 
 @dataclass
@@ -77,7 +79,8 @@ class BackboneConfig:
 
 @dataclass
 class ModelConfig:
-    scales: list[int] = field(default_factory=lambda: [688])
+    scales: list[int] = field(default_factory=lambda: [688])  # 5-scale: [480, 576, 688, 864, 1200]
+    scale_select: str = "paper"  # multi-scale window -> scale rule: "paper" | "released"
     spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
     projection: str = "paper"  # "paper" | "offset"
     projection_offset: Optional[float] = None  # offset rule: default stride/2 - 1.5
@@ -88,6 +91,7 @@ class ModelConfig:
 @dataclass
 class FeaturesConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    conv5_root: Optional[str] = None  # shared conv5 cache root (default <workdir>/conv5); hashed per scale
     batch_windows: int = 2048  # windows per fc forward pass
 
 
@@ -192,8 +196,10 @@ class Config:
             raise ValueError("config: proposals.mode must be 'fast' or 'quality'")
         if not self.model.scales or any(s <= 0 for s in self.model.scales):
             raise ValueError("config: model.scales must be a non-empty list of positive sizes")
-        if len(self.model.scales) != 1:
-            raise ValueError("config: only single-scale detection is implemented so far (model.scales: [s])")
+        if len(set(self.model.scales)) != len(self.model.scales):
+            raise ValueError(f"config: model.scales has duplicates: {self.model.scales}")
+        if self.model.scale_select not in ("paper", "released"):
+            raise ValueError("config: model.scale_select must be 'paper' or 'released'")
         if self.finetune.val_split is not None and self.finetune.val_split == self.dataset.test_split:
             raise ValueError("config: finetune.val_split must not be the test split")
         return self
@@ -230,15 +236,40 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return _from_dict(Config, data or {}, "").validate()
 
 
-def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Config:
-    """Read a YAML config; ``overrides`` are ``a.b=value`` strings (value parsed as YAML)."""
-    path = Path(path)
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, with ``inherit: other.yaml`` (relative to this file) merged under it."""
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'inherit' cycle: {' -> '.join(map(str, seen + (path,)))}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: malformed YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    return _merge(_read_yaml(path.parent / parent, seen + (path.resolve(),)), data)
+
+
+def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Config:
+    """Read a YAML config; ``overrides`` are ``a.b=value`` strings (value parsed as YAML).
+
+    ``inherit: base.yaml`` at the top of a file starts from that file (path
+    relative to this one) and merges this file's mappings over it.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
     for ov in overrides or []:
         if "=" not in ov:
             raise ValueError(f"override {ov!r} must look like key.sub=value")

@@ -1,8 +1,9 @@
 """conv5 once per image per scale, cached on disk; windows pooled from the cache.
 
-Cache layout: ``<workdir>/conv5/<backbone>_s<scale>_<hash>/<key>.npy``, one fp16
-``(C, H', W')`` array per image view (``key`` is the image id, ``<id>_flip`` for
-the mirrored view).  ``hash`` covers everything the maps depend on (backbone
+Cache layout: ``<conv5 root>/<backbone>_s<scale>_<hash>/<key>.npy`` for every
+scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view
+(``key`` is the image id, ``<id>_flip`` for the mirrored view).  The root is
+``<workdir>/conv5`` unless ``features.conv5_root`` names a shared one.  ``hash`` covers everything the maps depend on (backbone
 and weights, scale, dataset root), so a cache made under another config is
 never read.  Each file is written atomically; rerunning skips files present.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from .data.images import resize_short_side
 from .data.voc import ImageRecord
 from .io_utils import save_npy
 from .models import Backbone
+from .multiscale import select_scale_indices
 from .spp import boxes_to_cells, spp_pool
 
 log = logging.getLogger(__name__)
@@ -39,59 +41,107 @@ def compute_conv5(backbone: Backbone, image_bgr: np.ndarray, scale: int,
 
 
 class Conv5Cache:
-    """On-disk fp16 conv maps of one backbone at one scale."""
+    """On-disk fp16 conv maps of one backbone at one or more scales (one directory per scale)."""
 
-    def __init__(self, directory: str | Path, backbone: Backbone, scale: int):
-        self.dir = Path(directory)
+    def __init__(self, dirs: Mapping[int, str | Path], backbone: Backbone):
+        if not dirs:
+            raise ValueError("Conv5Cache needs at least one scale")
+        self.dirs = {int(s): Path(d) for s, d in dirs.items()}  # config order
+        self.scales = list(self.dirs)
         self.backbone = backbone
-        self.scale = int(scale)
 
-    def path(self, record: ImageRecord) -> Path:
-        return self.dir / f"{record.key}.npy"
+    def path(self, record: ImageRecord, scale: int) -> Path:
+        return self.dirs[int(scale)] / f"{record.key}.npy"
 
     def missing(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        return [r for r in records if not self.path(r).is_file()]
+        """Records with at least one scale not cached yet."""
+        return [r for r in records if any(not self.path(r, s).is_file() for s in self.scales)]
 
     def build(self, records: Sequence[ImageRecord], device: torch.device | str = "cpu",
               progress: bool = True) -> None:
-        """Compute and store the maps of ``records`` not yet cached."""
+        """Compute and store the maps of ``records`` not yet cached (each image decoded once)."""
         todo = self.missing(records)
         if not todo:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        for d in self.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
         self.backbone.to(device)
         t0 = time.perf_counter()
-        for r in tqdm(todo, desc=f"conv5 s{self.scale}", unit="img", disable=not progress):
-            fmap = compute_conv5(self.backbone, r.load(), self.scale, device)
-            save_npy(self.path(r), fmap.to(torch.float16).cpu().numpy())
+        desc = "conv5 s" + ",".join(map(str, self.scales))
+        for r in tqdm(todo, desc=desc, unit="img", disable=not progress):
+            img = r.load()
+            for s in self.scales:
+                if not self.path(r, s).is_file():
+                    fmap = compute_conv5(self.backbone, img, s, device)
+                    save_npy(self.path(r, s), fmap.to(torch.float16).cpu().numpy())
         dt = time.perf_counter() - t0
-        log.info("conv5 s%d: %d images in %.1f s (%.3f s/img)", self.scale, len(todo), dt, dt / len(todo))
+        log.info("conv5 %s: %d images in %.1f s (%.3f s/img)", self.scales, len(todo), dt, dt / len(todo))
 
-    def load(self, record: ImageRecord) -> torch.Tensor:
-        """float32 ``(C, H', W')`` map of ``record``; error naming the file if absent."""
-        p = self.path(record)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: conv5 map not cached (run the conv5 stage first)")
-        return torch.from_numpy(np.load(p)).float()
+    def load(self, record: ImageRecord) -> list[torch.Tensor]:
+        """float32 ``(C, H'_s, W'_s)`` maps of ``record``, one per scale in config order;
+        error naming the file if one is absent."""
+        maps = []
+        for s in self.scales:
+            p = self.path(record, s)
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: conv5 map not cached (run the conv5 stage first)")
+            maps.append(torch.from_numpy(np.load(p)).float())
+        return maps
+
+
+def compute_conv5_pyramid(backbone: Backbone, image_bgr: np.ndarray, scales: Sequence[int],
+                          device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """float32 CPU maps of an original-size BGR image at every scale (what :meth:`Conv5Cache.load` gives)."""
+    return [compute_conv5(backbone, image_bgr, s, device).float().cpu() for s in scales]
 
 
 class WindowPooler:
-    """Pools original-image windows from conv maps with the config's projection and levels."""
+    """Pools original-image windows from an image's conv maps (one per scale).
 
-    def __init__(self, backbone: Backbone, scale: int, levels: Sequence[int] = (1, 2, 3, 6),
-                 rule: str = "paper", offset: Optional[float] = None):
+    Each window is pooled from the map of the scale chosen by ``scale_rule``
+    (:mod:`spp_det.multiscale`), or from the scale given per window
+    (``scale_idx``, fine-tuning's random scales), with the config's projection
+    rule and pyramid levels.
+    """
+
+    def __init__(self, backbone: Backbone, scales: int | Sequence[int], levels: Sequence[int] = (1, 2, 3, 6),
+                 rule: str = "paper", offset: Optional[float] = None, scale_rule: str = "paper"):
         self.geometry = backbone.geometry
         self.channels = backbone.out_channels
-        self.scale, self.levels, self.rule, self.offset = int(scale), tuple(levels), rule, offset
+        self.scales = [int(scales)] if isinstance(scales, (int, np.integer)) else [int(s) for s in scales]
+        self.levels, self.rule, self.offset, self.scale_rule = tuple(levels), rule, offset, scale_rule
 
     @property
     def dim(self) -> int:
         return self.channels * sum(n * n for n in self.levels)
 
-    def cells(self, boxes: np.ndarray, orig_hw: tuple[int, int], map_hw: tuple[int, int]) -> np.ndarray:
-        return boxes_to_cells(boxes, orig_hw, self.scale, self.geometry, map_hw, self.rule, self.offset)
+    def scale_indices(self, boxes: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+        """Index into ``scales`` of the map each window ``(N, 4)`` is pooled from (test-time rule)."""
+        return select_scale_indices(boxes, orig_hw, self.scales, self.scale_rule)
 
-    def pool(self, fmap: torch.Tensor, boxes: np.ndarray, orig_hw: tuple[int, int]) -> torch.Tensor:
-        """``(N, dim)`` pooled features of internal boxes ``(N, 4)`` (original-image pixels)."""
-        cells = self.cells(boxes, orig_hw, tuple(fmap.shape[1:]))
-        return spp_pool(fmap, cells, self.levels)
+    def cells(self, boxes: np.ndarray, orig_hw: tuple[int, int], map_hw: tuple[int, int],
+              scale: Optional[int] = None) -> np.ndarray:
+        s = self.scales[0] if scale is None else int(scale)
+        return boxes_to_cells(boxes, orig_hw, s, self.geometry, map_hw, self.rule, self.offset)
+
+    def pool(self, maps: torch.Tensor | Sequence[torch.Tensor], boxes: np.ndarray, orig_hw: tuple[int, int],
+             scale_idx: Optional[np.ndarray] = None) -> torch.Tensor:
+        """``(N, dim)`` pooled features of internal boxes ``(N, 4)`` (original-image pixels).
+
+        ``maps``: one ``(C, H', W')`` map per scale (a bare tensor for one scale);
+        ``scale_idx``: optional ``(N,)`` scale index per window, else the scale rule.
+        """
+        maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
+        if len(maps) != len(self.scales):
+            raise ValueError(f"got {len(maps)} conv maps for {len(self.scales)} scales {self.scales}")
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if len(maps) == 1:
+            return spp_pool(maps[0], self.cells(boxes, orig_hw, tuple(maps[0].shape[1:])), self.levels)
+        idx = self.scale_indices(boxes, orig_hw) if scale_idx is None else np.asarray(scale_idx, np.int64)
+        out = maps[0].new_empty((len(boxes), self.dim))
+        for k in np.unique(idx):
+            rows = np.nonzero(idx == k)[0]
+            fmap = maps[k]
+            cells = self.cells(boxes[rows], orig_hw, tuple(fmap.shape[1:]), self.scales[k])
+            out[torch.from_numpy(rows)] = spp_pool(fmap, cells, self.levels)
+        return out

@@ -9,7 +9,9 @@ window is foreground (label = class of its best GT + 1) when its best IoU is
 Mini-batches of 128 windows, 25 % foreground, are drawn from *chunks* of
 ``images_per_chunk`` images: a chunk's windows are sampled, only those windows
 are pooled from the conv5 cache, and the chunk gives ``batches_per_chunk``
-batches, each mixing windows of all its images.  Memory is bounded by one
+batches, each mixing windows of all its images; with several scales each
+window is pooled at a random one of them (validation uses the test-time
+rule).  Memory is bounded by one
 chunk, whatever the dataset size.  Chunk ``c`` is a slice of epoch
 ``c // chunks_per_epoch``'s permutation, sampled with ``rng([seed, c])``, so a
 resumed run sees exactly the batches an uninterrupted one would.
@@ -40,6 +42,7 @@ from .config import Config
 from .data.voc import ImageRecord
 from .head import SPPHead
 from .io_utils import save_json, save_torch
+from .multiscale import random_scale_indices
 from .window_features import windows_of
 from .workspace import Workspace
 
@@ -89,8 +92,14 @@ def build_window_db(ws: Workspace, split: str, flipped: bool) -> list[ImageWindo
     return db
 
 
-def sample_chunk(db: Sequence[ImageWindows], chunk: int, cfg: Config) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Batches of chunk ``chunk``: list of (image index per window, window index, label)."""
+def sample_chunk(db: Sequence[ImageWindows], chunk: int,
+                 cfg: Config) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches of chunk ``chunk``: list of (image index, window index, label, scale index) per window.
+
+    With several ``model.scales`` each window gets a uniformly random scale
+    (the paper's multi-scale fine-tuning), drawn for the whole chunk from its
+    own seeded stream so that a resumed run pools exactly the same features.
+    """
     ft = cfg.finetune
     n = len(db)
     per_epoch = math.ceil(n / ft.images_per_chunk)
@@ -111,18 +120,23 @@ def sample_chunk(db: Sequence[ImageWindows], chunk: int, cfg: Config) -> list[tu
         return np.asarray(pool, np.int64)[idx]
 
     fg_s, bg_s = draw(fg, n_fg * nb), draw(bg, n_bg * nb)
+    scale_rng = np.random.default_rng([cfg.seed, 23, chunk])
     batches = []
     for b in range(nb):
         parts = [fg_s[b * n_fg:(b + 1) * n_fg], bg_s[b * n_bg:(b + 1) * n_bg]]
         sel = np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else np.zeros((0, 2), np.int64)
         labels = np.array([db[i].labels[j] for i, j in sel], np.int64)
-        batches.append((sel[:, 0], sel[:, 1], labels))
+        batches.append((sel[:, 0], sel[:, 1], labels,
+                        random_scale_indices(len(sel), len(cfg.model.scales), scale_rng)))
     return batches
 
 
 def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarray, win_idx: np.ndarray,
-                   pooler=None, cache=None) -> torch.Tensor:
-    """Pooled features ``(K, D)`` for windows (img_idx[k], win_idx[k]) — each image's map loaded once."""
+                   pooler=None, cache=None, scale_idx: Optional[np.ndarray] = None) -> torch.Tensor:
+    """Pooled features ``(K, D)`` for windows (img_idx[k], win_idx[k]) — each image's maps loaded once.
+
+    ``scale_idx`` ``(K,)``: the scale each window is pooled at (else the test-time rule).
+    """
     pooler = pooler or ws.pooler()
     cache = cache or ws.conv5_cache()
     out = torch.empty((len(img_idx), pooler.dim), dtype=torch.float32)
@@ -130,7 +144,8 @@ def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarra
         rows = np.nonzero(img_idx == i)[0]
         rec = db[i].record
         fmap = cache.load(rec)
-        out[torch.from_numpy(rows)] = pooler.pool(fmap, db[i].boxes[win_idx[rows]], (rec.height, rec.width))
+        out[torch.from_numpy(rows)] = pooler.pool(fmap, db[i].boxes[win_idx[rows]], (rec.height, rec.width),
+                                                  None if scale_idx is None else scale_idx[rows])
     return out
 
 
@@ -214,9 +229,10 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
         batches = sample_chunk(db, chunk, cfg)[skip:]
         all_i = np.concatenate([b[0] for b in batches])
         all_j = np.concatenate([b[1] for b in batches])
-        feats = pool_selection(ws, db, all_i, all_j, pooler, cache)
+        all_s = np.concatenate([b[3] for b in batches])
+        feats = pool_selection(ws, db, all_i, all_j, pooler, cache, all_s)
         offset = 0
-        for _, _, labels in batches:
+        for _, _, labels, _ in batches:
             x = feats[offset:offset + len(labels)].to(device)
             y = torch.from_numpy(labels).to(device)
             offset += len(labels)

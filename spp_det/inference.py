@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -65,12 +65,14 @@ class TrainedModels:
         return "fc7_bbox" if self.bbox_reg is not None else "fc7"
 
     @torch.no_grad()
-    def detect(self, fmap: torch.Tensor, boxes: np.ndarray, image_hw: tuple[int, int]) -> dict[str, Detections]:
-        """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image."""
+    def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray,
+               image_hw: tuple[int, int]) -> dict[str, Detections]:
+        """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image;
+        ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale)."""
         if len(boxes) == 0:
             empty = Detections.concat([])
             return {v: empty for v in self.variants()}
-        pooled = self.pooler.pool(fmap, boxes, image_hw)
+        pooled = self.pooler.pool(maps, boxes, image_hw)
         fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
         pool5 = pooled.numpy()
         out = {}

@@ -77,7 +77,7 @@ def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
             records[r.key] = r
     cache = ws.conv5_cache()
     cache.build(list(records.values()), ws.device, progress)
-    return [cache.dir]
+    return list(cache.dirs.values())
 
 
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:

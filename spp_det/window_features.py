@@ -8,7 +8,7 @@ seed (R-CNN's ``rcnn_feature_stats``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,9 +38,10 @@ class WindowFeatures:
             return pooled
         return batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch)
 
-    def __call__(self, fmap: torch.Tensor, boxes: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
-        """float32 ``(N, D)`` for internal boxes ``(N, 4)`` of an image of size ``orig_hw``."""
-        return self.from_pooled(self.pooler.pool(fmap, boxes, orig_hw)).numpy()
+    def __call__(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+        """float32 ``(N, D)`` for internal boxes ``(N, 4)`` of an image of size ``orig_hw``;
+        ``maps``: the image's conv maps, one per scale (:meth:`Conv5Cache.load`)."""
+        return self.from_pooled(self.pooler.pool(maps, boxes, orig_hw)).numpy()
 
 
 def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) -> tuple[np.ndarray, int]:

@@ -4,8 +4,9 @@ Layout (``<workdir>/``)::
 
     config.yaml                          resolved config (every default written out)
     manifests/<stage>.json               hash of the config values a stage depends on
-    proposals/<split>.npz                image id -> (N, 4) internal boxes
-    conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W')
+    proposals/<split>.npz                image id -> (N, 4) internal boxes (or proposals.cache_dir)
+    conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W'), one dir per scale
+                                         (features.conv5_root moves them to a shared root)
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
     norms/<kind>_<hash>.json             feature scale 20 / mean norm (shared by stages)
     svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale
@@ -68,7 +69,8 @@ class Workspace:
         return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
 
     def proposals_path(self, split: str) -> Path:
-        return self.root / "proposals" / f"{split}.npz"
+        d = self.cfg.proposals.cache_dir
+        return (Path(d) if d else self.root / "proposals") / f"{split}.npz"
 
     def proposals(self, split: str) -> dict[str, np.ndarray]:
         if split not in self._proposals:
@@ -96,16 +98,23 @@ class Workspace:
         return build_backbone(self.cfg.backbone.name, self.cfg.backbone.weights)
 
     @property
-    def scale(self) -> int:
-        return int(self.cfg.model.scales[0])
+    def scales(self) -> list[int]:
+        return [int(x) for x in self.cfg.model.scales]
 
     def pooler(self) -> WindowPooler:
         m = self.cfg.model
-        return WindowPooler(self.backbone, self.scale, m.spp_levels, m.projection, m.projection_offset)
+        return WindowPooler(self.backbone, self.scales, m.spp_levels, m.projection, m.projection_offset,
+                            m.scale_select)
+
+    @property
+    def conv5_root(self) -> Path:
+        r = self.cfg.features.conv5_root
+        return Path(r) if r else self.root / "conv5"
 
     def conv5_cache(self) -> Conv5Cache:
-        name = f"{self.cfg.backbone.name}_s{self.scale}_{self.conv5_hash()}"
-        return Conv5Cache(self.root / "conv5" / name, self.backbone, self.scale)
+        name = self.cfg.backbone.name
+        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s)}" for s in self.scales},
+                          self.backbone)
 
     # ------------------------------------------------------------------ hashes
     @functools.lru_cache(maxsize=None)
@@ -131,14 +140,18 @@ class Workspace:
                        min_size=p.min_size, max_image_side=p.max_image_side)
         return stable_hash(key)
 
-    def conv5_hash(self) -> str:
+    def conv5_hash(self, scale: int) -> str:
+        """Hash of everything one scale's maps depend on (its cache directory's suffix)."""
         return stable_hash({"backbone": self.cfg.backbone.name, "weights": self.weights_id(),
-                            "scale": self.scale, "root": self.dataset_key()["root"]}, 8)
+                            "scale": int(scale), "root": self.dataset_key()["root"]}, 8)
 
     def pooling_key(self) -> dict:
         m = self.cfg.model
-        return {"conv5": self.conv5_hash(), "levels": list(m.spp_levels), "projection": m.projection,
-                "offset": m.projection_offset}
+        key = {"conv5": [self.conv5_hash(s) for s in self.scales], "levels": list(m.spp_levels),
+               "projection": m.projection, "offset": m.projection_offset}
+        if len(self.scales) > 1:
+            key["scale_select"] = m.scale_select
+        return key
 
     def stage_hash(self, stage: str) -> str:
         c = self.cfg
@@ -147,7 +160,7 @@ class Workspace:
         if stage == "proposals":
             return stable_hash(splits)
         if stage == "conv5":
-            return stable_hash({"conv5": self.conv5_hash(), "data": self.dataset_key(), "splits": list(splits),
+            return stable_hash({"conv5": [self.conv5_hash(s) for s in self.scales], "data": self.dataset_key(), "splits": list(splits),
                                 "flip": c.finetune.use_flipped})
         if stage == "finetune":
             return stable_hash({**base, "model": vars(c.model), "finetune": vars(c.finetune)})

@@ -58,8 +58,9 @@ def test_all_outputs_and_metrics(trained):
     assert "no fine-tuning" in table and "bbox regression" in table
     cache = ws.conv5_cache()
     # flipped views were cached for fine-tuning; maps are fp16
-    assert any(p.name.endswith("_flip.npy") for p in cache.dir.iterdir())
-    assert np.load(next(cache.dir.glob("*.npy"))).dtype == np.float16
+    cdir = cache.dirs[224]
+    assert any(p.name.endswith("_flip.npy") for p in cdir.iterdir())
+    assert np.load(next(cdir.glob("*.npy"))).dtype == np.float16
     # the pool5 scale is measured once and shared by the baseline SVMs and the box regressors
     assert sorted(p.name.split("_")[0] for p in (ws.root / "norms").glob("*.json")) == ["fc7", "pool5"]
 
@@ -82,7 +83,7 @@ def test_changed_config_reruns_only_dependent_stages(trained, capsys):
         assert not ws2.stage_done(s), s
     # a new scale gets a new conv5 cache directory: maps from another config are never read
     cfg3 = config_from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "scales": [256]}})
-    assert Workspace(cfg3).conv5_cache().dir != ws.conv5_cache().dir
+    assert Workspace(cfg3).conv5_cache().dirs[256] != ws.conv5_cache().dirs[224]
     assert not Workspace(cfg3).stage_done("conv5")
 
 
@@ -160,3 +161,28 @@ def test_stage_refuses_stale_upstream_outputs(trained):
     ws2 = Workspace(config_from_dict(d))
     with pytest.raises(ValueError, match="needs finetune first"):
         run_stage(ws2, "svm", progress=False)
+
+
+def test_two_scale_pipeline_shares_caches_and_pools_at_both_scales(trained):
+    import json
+    tmp, cfg, ws = trained
+    d = cfg.to_dict()
+    d["workdir"] = str(tmp / "work_2scale")
+    d["model"] = {**d["model"], "scales": [224, 288]}
+    d["features"] = {**d["features"], "conv5_root": str(ws.conv5_root)}
+    d["proposals"] = {**d["proposals"], "cache_dir": str(ws.root / "proposals")}
+    d["finetune"] = {**d["finetune"], "iterations": 10, "lr_steps": []}
+    before = {p.name: p.stat().st_mtime_ns for p in ws.conv5_cache().dirs[224].iterdir()}
+    props_before = (ws.root / "proposals" / "test.npz").stat().st_mtime_ns
+    ws2 = run_pipeline(config_from_dict(d), progress=False)
+    cache = ws2.conv5_cache()
+    assert cache.dirs[224] == ws.conv5_cache().dirs[224]
+    # the 224 maps and the proposals of the 1-scale run were read, not recomputed
+    assert {p.name: p.stat().st_mtime_ns for p in cache.dirs[224].iterdir()} == before
+    assert (ws.root / "proposals" / "test.npz").stat().st_mtime_ns == props_before
+    assert sorted(p.name for p in cache.dirs[288].glob("*.npy")) == sorted(before)
+    res = json.loads((ws2.root / "eval" / "test_fc7_bbox.json").read_text())
+    assert 0.0 <= res["mAP"] <= 1.0
+    rec = ws2.dataset("test").records[0]
+    idx = ws2.pooler().scale_indices(ws2.boxes_for(rec, "test"), (rec.height, rec.width))
+    assert set(idx.tolist()) == {0, 1}  # test windows are pooled from both maps
