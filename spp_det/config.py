@@ -48,7 +48,10 @@ class GenerateConfig:
 
 @dataclass
 class DatasetConfig:
+    format: str = "voc"  # "voc" (VOCdevkit layout under root) | "coco" (coco_files; file_name relative to root)
     root: str = "data/VOCdevkit/VOC2007"
+    coco_files: dict[str, str] = field(default_factory=dict)  # split -> instances json (format: coco)
+    coco_skip_unknown: bool = False  # ignore json categories not in classes (default: error)
     classes: list[str] = field(default_factory=lambda: list(VOC_CLASSES))
     train_split: str = "trainval"
     test_split: str = "test"
@@ -74,7 +77,7 @@ class ProposalsConfig:
 @dataclass
 class BackboneConfig:
     name: str = "zf5"
-    weights: Optional[str] = None  # path, "package" (lite0), "imagenet" (torchvision), null
+    weights: Optional[str] = None  # path, "package" (lite0), "imagenet" (torchvision), "pretrain", null
 
 
 @dataclass
@@ -164,6 +167,33 @@ class EvalConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """SPP classification pre-training (:mod:`spp_det.pretrain`); ``backbone.weights: pretrain`` uses it."""
+
+    data: Optional[str] = None  # folder with <train_subdir>/<class>/*.jpg (+ val); null: crops of the dataset
+    train_subdir: str = "train"
+    val_subdir: str = "val"
+    crops_per_object: int = 4  # generated crops: jittered crops per trainval object (val: 1 fixed per test object)
+    crop_context: list[float] = field(default_factory=lambda: [1.1, 1.8])  # box enlargement range
+    crop_jitter: float = 0.15
+    sizes: list[int] = field(default_factory=lambda: [224, 180])  # paper multi-size; [224] = single-size
+    resize: int = 256  # shorter side before the random crop / for center and full views
+    crop: int = 224
+    epochs: int = 30
+    batch_size: int = 128
+    base_lr: float = 0.01
+    lr_steps: list[int] = field(default_factory=list)  # epochs at which lr *= gamma
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    fc_dim: int = 4096
+    dropout: float = 0.5
+    seed: int = 0
+    eval_modes: list[str] = field(default_factory=lambda: ["center", "full", "multiview"])
+    multiview_scales: list[int] = field(default_factory=lambda: [224, 256, 300, 360, 448, 560])
+
+
+@dataclass
 class Config:
     name: str = "experiment"
     workdir: str = "runs/experiment"
@@ -179,6 +209,7 @@ class Config:
     bbox_reg: BboxRegConfig = field(default_factory=BboxRegConfig)
     test: TestConfig = field(default_factory=TestConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: Optional[PretrainConfig] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,6 +219,10 @@ class Config:
             raise ValueError("config: dataset.classes is empty")
         if len(set(self.dataset.classes)) != len(self.dataset.classes):
             raise ValueError("config: dataset.classes has duplicates")
+        if self.dataset.format not in ("voc", "coco"):
+            raise ValueError(f"config: dataset.format must be 'voc' or 'coco', not {self.dataset.format!r}")
+        if self.dataset.format == "coco" and self.dataset.generate is not None:
+            raise ValueError("config: dataset.generate makes a VOC-format dataset; it needs dataset.format: voc")
         if self.model.projection not in ("paper", "offset"):
             raise ValueError(f"config: model.projection must be 'paper' or 'offset', not {self.model.projection!r}")
         if self.test.bbox_reg_order not in ("before_nms", "after_nms"):
@@ -200,6 +235,20 @@ class Config:
             raise ValueError(f"config: model.scales has duplicates: {self.model.scales}")
         if self.model.scale_select not in ("paper", "released"):
             raise ValueError("config: model.scale_select must be 'paper' or 'released'")
+        if self.pretrain is not None:
+            p = self.pretrain
+            if not p.sizes or any(x <= 0 for x in p.sizes) or p.crop > p.resize:
+                raise ValueError("config: pretrain.sizes must be positive and pretrain.crop <= pretrain.resize")
+            if any(m not in ("center", "full", "multiview") for m in p.eval_modes):
+                raise ValueError(f"config: pretrain.eval_modes must be among center, full, multiview: {p.eval_modes}")
+            if any(s < p.crop for s in p.multiview_scales):
+                raise ValueError("config: pretrain.multiview_scales must be >= pretrain.crop")
+        if self.backbone.weights == "pretrain":
+            if self.pretrain is None:
+                raise ValueError("config: backbone.weights is 'pretrain' but there is no pretrain section")
+            if self.pretrain.fc_dim != self.model.fc_dim:
+                raise ValueError(f"config: pretrain.fc_dim ({self.pretrain.fc_dim}) must equal model.fc_dim "
+                                 f"({self.model.fc_dim}) so that fc6/fc7 start from the pre-trained net")
         if self.finetune.val_split is not None and self.finetune.val_split == self.dataset.test_split:
             raise ValueError("config: finetune.val_split must not be the test split")
         return self
@@ -228,7 +277,7 @@ _DATACLASS_FIELDS = {
     (Config, "features"): FeaturesConfig, (Config, "finetune"): FinetuneConfig,
     (Config, "svm"): SvmConfig, (Config, "norm"): NormConfig, (Config, "bbox_reg"): BboxRegConfig,
     (Config, "test"): TestConfig, (Config, "eval"): EvalConfig,
-    (DatasetConfig, "generate"): GenerateConfig,
+    (DatasetConfig, "generate"): GenerateConfig, (Config, "pretrain"): PretrainConfig,
 }
 
 

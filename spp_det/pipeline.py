@@ -2,7 +2,7 @@
 
 ``run_pipeline(cfg)`` runs, in order::
 
-    dataset -> proposals -> conv5 -> finetune -> svm_pool5 -> svm -> bbox_reg -> test -> eval
+    dataset -> pretrain -> proposals -> conv5 -> finetune -> svm_pool5 -> svm -> bbox_reg -> test -> eval
 
 A stage whose manifest holds the current hash of the config values it
 depends on (see :meth:`Workspace.stage_hash`) and whose outputs exist is
@@ -21,7 +21,7 @@ from .io_utils import save_json, save_text
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
-STAGES = ("dataset", "proposals", "conv5", "finetune", "svm_pool5", "svm", "bbox_reg", "test", "eval")
+STAGES = ("dataset", "pretrain", "proposals", "conv5", "finetune", "svm_pool5", "svm", "bbox_reg", "test", "eval")
 
 
 def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
@@ -37,6 +37,37 @@ def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
         log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),
                  dict(zip(ws.classes, ds.num_objects().tolist())))
     return []
+
+
+def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path]]:
+    """The classification train/val folders of the pretrain stage (generated crops unless ``pretrain.data``)."""
+    p = ws.cfg.pretrain
+    if p.data:
+        val = Path(p.data) / p.val_subdir
+        return Path(p.data) / p.train_subdir, (val if val.is_dir() else None)
+    from tqdm import tqdm
+
+    from .data.crops import make_classification_crops
+    d = ws.cfg.dataset
+    bar = tqdm if progress else None
+    crops = ws.root / "pretrain" / "crops"
+    make_classification_crops(ws.dataset(d.train_split).records, ws.classes, crops / "train", p.crops_per_object,
+                              tuple(p.crop_context), p.crop_jitter, p.seed, bar)
+    mid = float(sum(p.crop_context)) / 2  # one fixed crop per test object: evaluation only, never trained on
+    make_classification_crops(ws.dataset(d.test_split).records, ws.classes, crops / "val", 1, (mid, mid), 0.0,
+                              p.seed, bar)
+    return crops / "train", crops / "val"
+
+
+def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
+    if ws.cfg.pretrain is None:
+        return []
+    from .pretrain import format_results, pretrain
+    train_dir, val_dir = pretrain_folders(ws, progress)
+    res = pretrain(train_dir, val_dir, ws.root / "pretrain", ws.cfg.pretrain, ws.cfg.backbone.name,
+                   ws.cfg.model.spp_levels, progress)
+    print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
+    return [ws.pretrained_path, ws.root / "pretrain" / "eval.json"]
 
 
 def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
@@ -116,19 +147,27 @@ VARIANT_TITLES = {"pool5": "SVM on pooled conv5, no fine-tuning",
 
 
 def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
-    from .evaluation.voc import evaluate_comp4_dir, format_ap_table
+    """VOC mAP (``eval.use_07_metric``) and COCO AP/AP50/AP75 of every variant's detections."""
+    from .evaluation.coco import coco_metrics, detections_to_results, records_to_coco
+    from .evaluation.voc import evaluate, format_ap_table, load_comp4_dir
     split = ws.cfg.dataset.test_split
     records = ws.dataset(split).records
     variants = [v for v in VARIANT_TITLES if (ws.root / "detections" / split / v).is_dir()
                 and (v != "pool5" or ws.cfg.svm.pool5_baseline) and (v != "fc7_bbox" or ws.cfg.bbox_reg.enabled)]
+    gt = records_to_coco(records, ws.classes)
     results, outs = {}, []
     for v in variants:
-        res = evaluate_comp4_dir(ws.root / "detections" / split / v, records, ws.classes, split,
-                                 ws.cfg.eval.use_07_metric)
+        vdir = ws.root / "detections" / split / v
+        dets = load_comp4_dir(vdir, records, ws.classes, split)
+        res = evaluate(dets, records, ws.classes, ws.cfg.eval.use_07_metric)
+        coco_res = detections_to_results(dets, records)
+        save_json(coco_res, vdir / "coco_results.json")
+        res["coco"] = coco_metrics(gt, coco_res)
         results[v] = res
         out = ws.root / "eval" / f"{split}_{v}.json"
-        save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"]}, out)
-        outs.append(out)
+        save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"],
+                   "coco": res["coco"]}, out)
+        outs += [out, vdir / "coco_results.json"]
     main = variants[-1]
     text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT_TITLES[main]}):")
     text += "\n\n" + stagewise_table(results, split)
@@ -139,14 +178,17 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
 
 
 def stagewise_table(results: dict, split: str) -> str:
-    lines = [f"Stage-wise mAP on {split} (cf. the paper's Table 9):"]
+    lines = [f"Stage-wise mAP on {split} (cf. the paper's Table 9), with COCO metrics of the same detections:",
+             f"  {'':<40} {'mAP':>6}   {'COCO AP':>7} {'AP50':>6} {'AP75':>6}"]
     for v, res in results.items():
-        lines.append(f"  {VARIANT_TITLES[v]:<40} {100 * res['mAP']:6.2f}")
+        c = res.get("coco", {})
+        lines.append(f"  {VARIANT_TITLES[v]:<40} {100 * res['mAP']:6.2f}   {100 * c.get('AP', float('nan')):7.2f} "
+                     f"{100 * c.get('AP50', float('nan')):6.2f} {100 * c.get('AP75', float('nan')):6.2f}")
     return "\n".join(lines)
 
 
 STAGE_FUNCS: dict[str, Callable[[Workspace, bool], list[Path]]] = {
-    "dataset": stage_dataset, "proposals": stage_proposals, "conv5": stage_conv5, "finetune": stage_finetune,
+    "dataset": stage_dataset, "pretrain": stage_pretrain, "proposals": stage_proposals, "conv5": stage_conv5, "finetune": stage_finetune,
     "svm_pool5": stage_svm_pool5, "svm": stage_svm, "bbox_reg": stage_bbox_reg, "test": stage_test,
     "eval": stage_eval,
 }
@@ -155,7 +197,8 @@ STAGE_FUNCS: dict[str, Callable[[Workspace, bool], list[Path]]] = {
 def upstream(ws: Workspace, stage: str) -> list[str]:
     """Stages whose outputs ``stage`` reads (for the current config)."""
     c = ws.cfg
-    deps = {"proposals": [], "conv5": [], "finetune": ["proposals", "conv5"], "svm_pool5": ["proposals", "conv5"],
+    pre = ["pretrain"] if c.backbone.weights == "pretrain" else []
+    deps = {"pretrain": [], "proposals": [], "conv5": pre, "finetune": ["proposals", "conv5"], "svm_pool5": ["proposals", "conv5"],
             "svm": ["finetune"], "bbox_reg": ["proposals", "conv5"], "eval": ["test"],
             "test": ["svm"] + (["bbox_reg"] if c.bbox_reg.enabled else [])
             + (["svm_pool5"] if c.svm.pool5_baseline else [])}

@@ -4,6 +4,7 @@ Layout (``<workdir>/``)::
 
     config.yaml                          resolved config (every default written out)
     manifests/<stage>.json               hash of the config values a stage depends on
+    pretrain/model.pt, eval.json, crops/ SPP classification pre-training (if a pretrain section is set)
     proposals/<split>.npz                image id -> (N, 4) internal boxes (or proposals.cache_dir)
     conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W'), one dir per scale
                                          (features.conv5_root moves them to a shared root)
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data.voc import ImageRecord, VOCDataset
+from .data.coco import COCODataset
+from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
 from .features import Conv5Cache, WindowPooler, resolve_device
 from .io_utils import file_sha256, load_json, save_json, stable_hash
 from .models import Backbone, build_backbone
@@ -40,13 +42,23 @@ class Workspace:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.root = Path(cfg.workdir)
-        self._datasets: dict[str, VOCDataset] = {}
+        self._datasets: dict[str, DetectionDataset] = {}
         self._proposals: dict[str, dict[str, np.ndarray]] = {}
+        self._file_ids: dict[tuple, str] = {}
 
     # ------------------------------------------------------------------ data
-    def dataset(self, split: str) -> VOCDataset:
+    def dataset(self, split: str) -> DetectionDataset:
+        """The validated records of ``split`` (VOC layout or COCO json, per ``dataset.format``)."""
         if split not in self._datasets:
-            self._datasets[split] = VOCDataset(self.cfg.dataset.root, split, self.cfg.dataset.classes)
+            d = self.cfg.dataset
+            if d.format == "coco":
+                if split not in d.coco_files:
+                    raise DatasetError(f"dataset.coco_files has no json for split {split!r} "
+                                       f"(has: {', '.join(d.coco_files) or 'none'})")
+                self._datasets[split] = COCODataset(d.coco_files[split], d.root, d.classes, split,
+                                                    d.coco_skip_unknown)
+            else:
+                self._datasets[split] = VOCDataset(d.root, split, d.classes)
         return self._datasets[split]
 
     @property
@@ -93,9 +105,22 @@ class Workspace:
     def device(self) -> torch.device:
         return resolve_device(self.cfg.features.device)
 
+    @property
+    def pretrained_path(self) -> Path:
+        """Where the ``pretrain`` stage writes the classification net (``backbone.weights: pretrain``)."""
+        return self.root / "pretrain" / "model.pt"
+
+    def weights_arg(self) -> Optional[str]:
+        w = self.cfg.backbone.weights
+        return str(self.pretrained_path) if w == "pretrain" else w
+
     @functools.cached_property
     def backbone(self) -> Backbone:
-        return build_backbone(self.cfg.backbone.name, self.cfg.backbone.weights)
+        w = self.weights_arg()
+        if self.cfg.backbone.weights == "pretrain" and not self.pretrained_path.is_file():
+            raise FileNotFoundError(f"{self.pretrained_path}: not found; run the pretrain stage first "
+                                    "(tools/pretrain_cls.py --config ...)")
+        return build_backbone(self.cfg.backbone.name, w)
 
     @property
     def scales(self) -> list[int]:
@@ -117,18 +142,29 @@ class Workspace:
                           self.backbone)
 
     # ------------------------------------------------------------------ hashes
-    @functools.lru_cache(maxsize=None)
     def weights_id(self) -> Optional[str]:
+        """Content hash of the backbone weights file (so caches follow the weights, not their name)."""
         w = self.cfg.backbone.weights
         if w is None or w == "imagenet":
             return w
-        path = default_weights_path() if w == "package" else Path(w)
-        return file_sha256(path) if path.is_file() else str(w)
+        path = default_weights_path() if w == "package" else Path(self.weights_arg())
+        return self.file_id(path) if path.is_file() else str(w)
+
+    def file_id(self, path: Path) -> str:
+        """sha256 prefix of a file, computed once per (path, mtime, size): a rewritten file gets a new one."""
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        if key not in self._file_ids:
+            self._file_ids[key] = file_sha256(path)
+        return self._file_ids[key]
 
     def dataset_key(self) -> dict:
         d = self.cfg.dataset
-        return {"root": str(Path(d.root).resolve()), "classes": list(d.classes),
-                "use_difficult": d.use_difficult}
+        key = {"root": str(Path(d.root).resolve()), "classes": list(d.classes), "use_difficult": d.use_difficult}
+        if d.format == "coco":
+            key["coco"] = {s: self.file_id(Path(p)) if Path(p).is_file() else p for s, p in sorted(d.coco_files.items())}
+            key["skip_unknown"] = d.coco_skip_unknown
+        return key
 
     def proposals_hash(self, split: str) -> str:
         p = self.cfg.proposals
@@ -159,6 +195,11 @@ class Workspace:
         base = {"data": self.dataset_key(), "proposals": splits, "pool": self.pooling_key(), "seed": c.seed}
         if stage == "proposals":
             return stable_hash(splits)
+        if stage == "pretrain":
+            p = c.pretrain
+            return stable_hash({"pretrain": vars(p) if p else None, "data": self.dataset_key(),
+                                "splits": [c.dataset.train_split, c.dataset.test_split],
+                                "backbone": c.backbone.name, "levels": list(c.model.spp_levels)})
         if stage == "conv5":
             return stable_hash({"conv5": [self.conv5_hash(s) for s in self.scales], "data": self.dataset_key(), "splits": list(splits),
                                 "flip": c.finetune.use_flipped})

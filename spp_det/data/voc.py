@@ -158,18 +158,14 @@ def read_split(root: str | Path, split: str) -> list[str]:
     return ids
 
 
-class VOCDataset:
-    """All records of one split of a VOC-format dataset, validated on load."""
+class DetectionDataset:
+    """Records of one split plus the queries every stage uses; subclasses fill ``records``."""
 
-    def __init__(self, root: str | Path, split: str, classes: Sequence[str]):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset root not found")
-        self.split = split
-        self.classes = list(classes)
-        ids = read_split(self.root, split)
-        self.records = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self.classes,
-                                         self.root / "JPEGImages", i) for i in ids]
+    split: str
+    classes: list[str]
+    records: list[ImageRecord]
+
+    def _index(self) -> None:
         self._by_id = {r.image_id: r for r in self.records}
 
     def __len__(self) -> int:
@@ -192,3 +188,18 @@ class VOCDataset:
             keep = np.ones(len(r.labels), bool) if include_difficult else ~r.difficult
             np.add.at(counts, r.labels[keep], 1)
         return counts
+
+
+class VOCDataset(DetectionDataset):
+    """All records of one split of a VOC-format dataset, validated on load."""
+
+    def __init__(self, root: str | Path, split: str, classes: Sequence[str]):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: dataset root not found")
+        self.split = split
+        self.classes = list(classes)
+        ids = read_split(self.root, split)
+        self.records = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self.classes,
+                                         self.root / "JPEGImages", i) for i in ids]
+        self._index()

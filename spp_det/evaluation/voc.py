@@ -168,11 +168,11 @@ def write_comp4(path: str | Path, dets: ClassDetections) -> None:
     save_text("".join(lines), path)
 
 
-def evaluate_comp4_dir(results_dir: str | Path, records: Sequence, classes: Sequence[str], split: str,
-                       use_07_metric: bool = True) -> dict:
-    """Evaluate comp4 files (VOC 1-based boxes) against records (internal boxes converted to 1-based).
+def load_comp4_dir(results_dir: str | Path, records: Sequence, classes: Sequence[str],
+                   split: str) -> list[ClassDetections]:
+    """One :class:`ClassDetections` per class from comp4 files, boxes converted to internal 0-based.
 
-    A class whose file is missing counts as having no detections (AP 0).
+    A class whose file is missing has no detections; ids not in ``records`` are an error.
     """
     dets = []
     known = {r.image_id for r in records}
@@ -183,7 +183,13 @@ def evaluate_comp4_dir(results_dir: str | Path, records: Sequence, classes: Sequ
         if unknown:
             raise ValueError(f"{p}: detections for images not in split {split!r}: {unknown[:5]}")
         dets.append(ClassDetections(d.image_ids, d.scores, d.boxes - 1.0))  # to internal 0-based
-    return evaluate(dets, records, classes, use_07_metric)
+    return dets
+
+
+def evaluate_comp4_dir(results_dir: str | Path, records: Sequence, classes: Sequence[str], split: str,
+                       use_07_metric: bool = True) -> dict:
+    """Evaluate comp4 files (VOC 1-based boxes) against records (A class without a file has AP 0)."""
+    return evaluate(load_comp4_dir(results_dir, records, classes, split), records, classes, use_07_metric)
 
 
 def format_ap_table(result: dict, title: str = "") -> str:

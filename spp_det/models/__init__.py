@@ -19,12 +19,13 @@ from .zf5 import WithinChannelLRN, zf5_trunk
 
 def build_zf5(weights: Optional[str] = None) -> Backbone:
     """ZF-5 conv1..conv5; ``weights``: a state dict of the trunk (``trunk.*`` keys
-    or bare), optionally with ``fc6.*``/``fc7.*`` entries from SPP pre-training."""
+    or bare), optionally with ``fc6.*``/``fc7.*`` (+ ignored ``fc8.*``) entries from SPP
+    pre-training (:mod:`spp_det.pretrain`)."""
     trunk = zf5_trunk()
     fc_init = None
     if weights is not None:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        tstate = {k.removeprefix("trunk."): v for k, v in state.items() if not k.startswith(("fc6.", "fc7."))}
+        tstate = {k.removeprefix("trunk."): v for k, v in state.items() if not k.startswith(("fc6.", "fc7.", "fc8."))}
         trunk.load_state_dict(tstate, strict=True)
         if "fc6.weight" in state and "fc7.weight" in state:
             fc_init = FcInit(0, state["fc6.weight"], state["fc6.bias"], state["fc7.weight"], state["fc7.bias"])
