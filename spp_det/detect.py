@@ -48,12 +48,12 @@ def bbox_deltas(pool5: np.ndarray, reg: dict, cls: int) -> np.ndarray:
     return (pool5 * reg["scale"]) @ reg["W"][cls] + reg["b"][cls]
 
 
-def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
-                pool5: Optional[np.ndarray] = None, reg: Optional[dict] = None) -> Detections:
-    """Per-class threshold, (regression,) NMS and cap; see the module docstring.
+def candidates(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
+               pool5: Optional[np.ndarray] = None, reg: Optional[dict] = None) -> Detections:
+    """Per class, the windows scoring > ``score_thresh``, regressed (if ``reg``) and clipped: no NMS.
 
-    boxes: ``(N, 4)`` windows; scores: ``(N, C)``; pool5: ``(N, D)`` unscaled
-    pooled features (needed with ``reg``).
+    What model combination takes the union of.  boxes: ``(N, 4)``; scores:
+    ``(N, C)``; pool5: ``(N, D)`` unscaled pooled features (needed with ``reg``).
     """
     H, W = image_hw
     out = []
@@ -61,19 +61,35 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
         keep = np.nonzero(scores[:, c] > cfg.score_thresh)[0]
         if not len(keep):
             continue
-        b, s = boxes[keep], scores[keep, c]
-        if reg is not None and cfg.bbox_reg_order == "before_nms":
-            b = clip_boxes(decode(b, bbox_deltas(pool5[keep], reg, c)), H, W)
-        k = nms(b, s, cfg.nms)[: cfg.max_per_class]
-        b, s = b[k], s[k]
-        if reg is not None and cfg.bbox_reg_order == "after_nms":
-            b = clip_boxes(decode(b, bbox_deltas(pool5[keep[k]], reg, c)), H, W)
-        out.append(Detections(clip_boxes(b, H, W), s.astype(np.float32), np.full(len(s), c, np.int64)))
+        b = boxes[keep] if reg is None else decode(boxes[keep], bbox_deltas(pool5[keep], reg, c))
+        out.append(Detections(clip_boxes(b, H, W), scores[keep, c].astype(np.float32), np.full(len(keep), c, np.int64)))
+    return Detections.concat(out)
+
+
+def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
+                pool5: Optional[np.ndarray] = None, reg: Optional[dict] = None) -> Detections:
+    """Per-class threshold, (regression,) NMS and cap; see the module docstring.
+
+    boxes: ``(N, 4)`` windows; scores: ``(N, C)``; pool5: ``(N, D)`` unscaled
+    pooled features (needed with ``reg``).
+    """
+    if reg is None or cfg.bbox_reg_order == "before_nms":
+        return combine([candidates(boxes, scores, image_hw, cfg, pool5, reg)], scores.shape[1], cfg)
+    H, W = image_hw  # after_nms (released code): NMS the raw windows, then regress the survivors
+    out = []
+    for c in range(scores.shape[1]):
+        keep = np.nonzero(scores[:, c] > cfg.score_thresh)[0]
+        if not len(keep):
+            continue
+        k = nms(boxes[keep], scores[keep, c], cfg.nms)[: cfg.max_per_class]
+        b = clip_boxes(decode(boxes[keep[k]], bbox_deltas(pool5[keep[k]], reg, c)), H, W)
+        out.append(Detections(b, scores[keep[k], c].astype(np.float32), np.full(len(k), c, np.int64)))
     return Detections.concat(out)
 
 
 def combine(parts: list[Detections], num_classes: int, cfg: TestConfig) -> Detections:
-    """Union of several models' detections of one image, then per-class NMS (model combination)."""
+    """Union of detections of one image (e.g. several models' :func:`candidates`), then per-class NMS
+    at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination)."""
     allx = Detections.concat(parts)
     out = []
     for c in range(num_classes):

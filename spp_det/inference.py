@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .bbox_reg import load_bbox_reg
 from .boxes import internal_to_voc
 from .config import TestConfig
-from .detect import Detections, postprocess, svm_scores
+from .detect import Detections, candidates, postprocess, svm_scores
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
 from .features import WindowPooler
 from .finetune import load_head
@@ -65,24 +65,28 @@ class TrainedModels:
         return "fc7_bbox" if self.bbox_reg is not None else "fc7"
 
     @torch.no_grad()
-    def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray,
-               image_hw: tuple[int, int]) -> dict[str, Detections]:
+    def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
+               nms: bool = True) -> dict[str, Detections]:
         """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image;
-        ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale)."""
+        ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale).
+
+        ``nms=False`` gives the per-class :func:`candidates` instead (thresholded,
+        regressed when the order is ``before_nms``): what model combination unites.
+        """
         if len(boxes) == 0:
             empty = Detections.concat([])
             return {v: empty for v in self.variants()}
         pooled = self.pooler.pool(maps, boxes, image_hw)
         fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
         pool5 = pooled.numpy()
-        out = {}
         s_fc7 = svm_scores(fc7, self.svm_fc7)
-        out["fc7"] = postprocess(boxes, s_fc7, image_hw, self.test_cfg)
+        todo = {"fc7": (s_fc7, None)}
         if self.bbox_reg is not None:
-            out["fc7_bbox"] = postprocess(boxes, s_fc7, image_hw, self.test_cfg, pool5, self.bbox_reg)
+            todo["fc7_bbox"] = (s_fc7, self.bbox_reg)
         if self.svm_pool5 is not None:
-            out["pool5"] = postprocess(boxes, svm_scores(pool5, self.svm_pool5), image_hw, self.test_cfg)
-        return out
+            todo["pool5"] = (svm_scores(pool5, self.svm_pool5), None)
+        finish = postprocess if nms else candidates
+        return {v: finish(boxes, sc, image_hw, self.test_cfg, pool5, reg) for v, (sc, reg) in todo.items()}
 
     def variants(self) -> list[str]:
         v = ["fc7"] + (["fc7_bbox"] if self.bbox_reg is not None else [])
@@ -108,15 +112,20 @@ def run_test(ws: Workspace, progress: bool = True) -> list[str]:
     dt = time.perf_counter() - t0
     log.info("test: %d images in %.1f s (%.3f s/img, conv5 from cache)", len(records), dt, dt / max(1, len(records)))
     for v, per_image in collected.items():
-        for c, name in enumerate(ws.classes):
-            ids, scores, boxes = [], [], []
-            for image_id, d in per_image:
-                m = d.labels == c
-                ids += [image_id] * int(m.sum())
-                scores.append(d.scores[m])
-                boxes.append(internal_to_voc(d.boxes[m]))
-            write_comp4(comp4_path(detections_dir(ws, v), split, name),
-                        ClassDetections(np.asarray(ids, dtype=object),
-                                        np.concatenate(scores) if scores else np.zeros(0),
-                                        np.concatenate(boxes) if boxes else np.zeros((0, 4))))
+        write_detections(detections_dir(ws, v), split, ws.classes, per_image)
     return list(collected)
+
+
+def write_detections(out_dir: Path, split: str, classes: Sequence[str],
+                     per_image: Sequence[tuple[str, Detections]]) -> None:
+    """comp4 files (one per class, VOC 1-based boxes) of ``[(image_id, detections), ...]``."""
+    for c, name in enumerate(classes):
+        ids, scores, boxes = [], [], []
+        for image_id, d in per_image:
+            m = d.labels == c
+            ids += [image_id] * int(m.sum())
+            scores.append(d.scores[m])
+            boxes.append(internal_to_voc(d.boxes[m]))
+        write_comp4(comp4_path(out_dir, split, name),
+                    ClassDetections(np.asarray(ids, dtype=object), np.concatenate(scores) if scores else np.zeros(0),
+                                    np.concatenate(boxes) if boxes else np.zeros((0, 4))))

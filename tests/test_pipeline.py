@@ -186,3 +186,26 @@ def test_two_scale_pipeline_shares_caches_and_pools_at_both_scales(trained):
     rec = ws2.dataset("test").records[0]
     idx = ws2.pooler().scale_indices(ws2.boxes_for(rec, "test"), (rec.height, rec.width))
     assert set(idx.tolist()) == {0, 1}  # test windows are pooled from both maps
+
+    # model combination: each model's own numbers equal its test stage's; the union keeps no duplicates
+    from spp_det.combine import run_combination
+    summary = run_combination([ws, ws2], tmp / "combined", progress=False)
+    for w, name in ((ws, "tiny_0"), (ws2, "tiny_1")):
+        own = json.loads((w.root / "eval" / "test_fc7_bbox.json").read_text())
+        assert summary[name]["mAP"] == pytest.approx(own["mAP"], abs=1e-9)
+        assert summary[name]["coco"]["AP"] == pytest.approx(own["coco"]["AP"], abs=1e-9)
+    assert 0.0 <= summary["combined"]["mAP"] <= 1.0
+    from spp_det.evaluation.voc import read_comp4
+    f = lambda d: read_comp4(next((tmp / "combined" / d).glob("comp4_det_test_disc.txt")))
+    a, b, c = f("tiny_0"), f("tiny_1"), f("combined")
+    assert len(c.scores) <= len(a.scores) + len(b.scores)
+    assert set(np.round(c.scores, 5)) <= set(np.round(a.scores, 5)) | set(np.round(b.scores, 5))
+
+
+def test_combining_a_model_with_itself_changes_nothing(trained, tmp_path):
+    from spp_det.combine import run_combination
+    tmp, cfg, ws = trained
+    s = run_combination([ws, Workspace(cfg)], tmp_path / "self", progress=False)
+    assert s["combined"]["mAP"] == pytest.approx(s["tiny_0"]["mAP"], abs=1e-12)
+    assert (tmp_path / "self" / "combined" / "comp4_det_test_disc.txt").read_text() == \
+        (tmp_path / "self" / "tiny_0" / "comp4_det_test_disc.txt").read_text()
