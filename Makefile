@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARED_REAL13 ?= ../shared/data/voc2007-test-real13/JPEGImages
 
-.PHONY: venv demo test clean-demo
+.PHONY: venv demo demo-5scale demo-zf5 demo-combine test clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,24 @@ demo: $(STAMP)
 	  $(PY) tools/demo.py --workdir runs/demo --images $(SHARED_REAL13) --out runs/demo/demo_images; \
 	else echo "($(SHARED_REAL13) not found: skipping the real-photo demo)"; fi
 
+# The rest of the paper's method on the same generated data (each reuses the demo's proposals):
+#   demo-5scale   the demo at 5 scales (conv5 at 480..1200, a scale per window), 1- vs 5-scale mAP
+#   demo-zf5      ZF-5 pre-trained from scratch as an SPP classifier (multi-size), then detection
+#   demo-combine  the Lite0 and ZF-5 detectors combined (union of scored windows + NMS)
+demo-5scale: $(STAMP)
+	$(PY) tools/run_pipeline.py --config configs/demo.yaml
+	$(PY) tools/run_pipeline.py --config configs/demo_5scale.yaml
+
+demo-zf5: $(STAMP)
+	$(PY) tools/run_pipeline.py --config configs/demo.yaml --stages dataset,proposals
+	$(PY) tools/run_pipeline.py --config configs/demo_zf5.yaml
+
+demo-combine: demo-zf5
+	$(PY) tools/run_pipeline.py --config configs/demo.yaml
+	$(PY) tools/combine_models.py --configs configs/demo.yaml configs/demo_zf5.yaml --out runs/demo_combined
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean-demo:
-	rm -rf runs/demo data/generated
+	rm -rf runs/demo runs/demo_5scale runs/demo_zf5 runs/demo_combined data/generated

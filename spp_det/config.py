@@ -181,6 +181,7 @@ class PretrainConfig:
     crop: int = 224
     epochs: int = 30
     batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (paper: SGD + momentum) | "adam"
     base_lr: float = 0.01
     lr_steps: list[int] = field(default_factory=list)  # epochs at which lr *= gamma
     gamma: float = 0.1
@@ -190,6 +191,7 @@ class PretrainConfig:
     dropout: float = 0.5
     seed: int = 0
     eval_modes: list[str] = field(default_factory=lambda: ["center", "full", "multiview"])
+    eval_images: Optional[int] = None  # evaluate on this many evenly spaced val images (null = all)
     multiview_scales: list[int] = field(default_factory=lambda: [224, 256, 300, 360, 448, 560])
 
 
@@ -239,6 +241,8 @@ class Config:
             p = self.pretrain
             if not p.sizes or any(x <= 0 for x in p.sizes) or p.crop > p.resize:
                 raise ValueError("config: pretrain.sizes must be positive and pretrain.crop <= pretrain.resize")
+            if p.optimizer not in ("sgd", "adam"):
+                raise ValueError(f"config: pretrain.optimizer must be 'sgd' or 'adam', not {p.optimizer!r}")
             if any(m not in ("center", "full", "multiview") for m in p.eval_modes):
                 raise ValueError(f"config: pretrain.eval_modes must be among center, full, multiview: {p.eval_modes}")
             if any(s < p.crop for s in p.multiview_scales):

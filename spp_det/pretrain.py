@@ -14,7 +14,7 @@ horizontal flip, pre-processed like the backbone (ZF-5: BGR minus 128).
 Net: the backbone's conv trunk (random init, ``seed``) -> image-level SPP
 (levels 1, 2, 3, 6: 50 bins, the same bins as the detector's window pooling)
 -> fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout -> fc8 (softmax loss).
-SGD with momentum and weight decay, step schedule; a checkpoint after every
+SGD with momentum and weight decay (or Adam, ``optimizer``), step schedule; a checkpoint after every
 epoch (atomic) lets a killed run resume; ``model.pt`` holds ``trunk.*``,
 ``fc6.*``, ``fc7.*`` and ``fc8.*``, which :func:`spp_det.models.build_zf5`
 loads as a detection backbone plus fc6/fc7 initialisation.
@@ -187,16 +187,19 @@ def predict(model: SPPClassifier, img: np.ndarray, mode: str, cfg: PretrainConfi
 
 def evaluate(model: SPPClassifier, folder: ImageFolder, mode: str, cfg: PretrainConfig,
              progress: bool = True) -> dict:
-    """Top-1 / top-5 error (fractions) of ``mode`` on every image of ``folder``."""
+    """Top-1 / top-5 error (fractions) of ``mode`` on the images of ``folder`` (``cfg.eval_images`` of them)."""
     top1 = top5 = 0
     views = 0
-    for path, label in tqdm(folder.items, desc=f"eval {mode}", unit="img", disable=not progress, leave=False):
+    items = folder.items
+    if cfg.eval_images and cfg.eval_images < len(items):  # evenly spaced: every class keeps its share
+        items = [items[i] for i in np.linspace(0, len(items) - 1, cfg.eval_images).round().astype(int)]
+    for path, label in tqdm(items, desc=f"eval {mode}", unit="img", disable=not progress, leave=False):
         p, n = predict(model, load_image(path), mode, cfg)
         order = np.argsort(-p, kind="stable")
         top1 += int(order[0] != label)
         top5 += int(label not in order[:5])
         views = n
-    return {"top1_err": top1 / len(folder), "top5_err": top5 / len(folder), "images": len(folder),
+    return {"top1_err": top1 / len(items), "top5_err": top5 / len(items), "images": len(items),
             "views_per_image": views}
 
 
@@ -219,13 +222,16 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
     out = Path(out_dir)
     train = ImageFolder(train_dir)
     val = ImageFolder(val_dir, train.classes) if val_dir else None
-    key = stable_hash({"cfg": asdict(cfg), "backbone": backbone, "levels": list(levels), "train": str(train_dir),
+    eval_only = ("eval_modes", "eval_images", "multiview_scales")  # changing these re-evaluates, never retrains
+    train_cfg = {k: v for k, v in asdict(cfg).items() if k not in eval_only}
+    key = stable_hash({"cfg": train_cfg, "backbone": backbone, "levels": list(levels), "train": str(train_dir),
                        "n": len(train), "classes": train.classes})
     model = build_classifier(backbone, len(train.classes), cfg, levels)
     wd = [p for n, p in model.named_parameters() if n.endswith("weight")]
     nd = [p for n, p in model.named_parameters() if not n.endswith("weight")]
-    opt = torch.optim.SGD([{"params": wd, "weight_decay": cfg.weight_decay}, {"params": nd, "weight_decay": 0.0}],
-                          lr=cfg.base_lr, momentum=cfg.momentum)
+    groups = [{"params": wd, "weight_decay": cfg.weight_decay}, {"params": nd, "weight_decay": 0.0}]
+    opt = (torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum) if cfg.optimizer == "sgd"
+           else torch.optim.Adam(groups, lr=cfg.base_lr))
     ckpt_path = out / "ckpt.pt"
     epoch, history = 0, []
     torch.manual_seed(cfg.seed + 1)

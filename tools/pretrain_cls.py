@@ -27,6 +27,11 @@ def folder_main() -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--resize", type=int, default=256, help="shorter side before the random crop")
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--multiview-scales", type=int, nargs="+", default=[224, 256, 300, 360, 448, 560])
+    p.add_argument("--eval-images", type=int, help="evaluate on this many evenly spaced val images")
     p.add_argument("--lr-steps", type=int, nargs="*", default=[], help="epochs at which lr is divided by 10")
     p.add_argument("--fc-dim", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
@@ -42,7 +47,9 @@ def folder_main() -> int:
         from spp_det.config import PretrainConfig
         from spp_det.pretrain import format_results, pretrain
         cfg = PretrainConfig(sizes=args.sizes, epochs=args.epochs, batch_size=args.batch_size, base_lr=args.lr,
-                             lr_steps=args.lr_steps, fc_dim=args.fc_dim, seed=args.seed, eval_modes=args.eval_modes)
+                             optimizer=args.optimizer, resize=args.resize, crop=args.crop, lr_steps=args.lr_steps,
+                             fc_dim=args.fc_dim, seed=args.seed, eval_modes=args.eval_modes,
+                             multiview_scales=args.multiview_scales, eval_images=args.eval_images)
         val = Path(args.data) / "val"
         res = pretrain(Path(args.data) / "train", val if val.is_dir() else None, args.out, cfg, args.backbone,
                        progress=not args.no_progress)
