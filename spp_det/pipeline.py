@@ -60,8 +60,6 @@ def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path
 
 
 def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
-    if ws.cfg.pretrain is None:
-        return []
     from .pretrain import format_results, pretrain
     train_dir, val_dir = pretrain_folders(ws, progress)
     res = pretrain(train_dir, val_dir, ws.root / "pretrain", ws.cfg.pretrain, ws.cfg.backbone.name,
@@ -217,6 +215,8 @@ def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = Fa
     if stale:
         raise ValueError(f"stage {stage!r} needs {', '.join(stale)} first: missing, or made under another "
                          f"config (run tools/run_pipeline.py, or the stage tools in order)")
+    if stage == "pretrain" and ws.cfg.pretrain is None:
+        return {"stage": stage, "skipped": True, "seconds": None}  # nothing to do: weights come from elsewhere
     if stage != "dataset" and not force and ws.stage_done(stage):
         log.info("stage %s: done for this config, skipped", stage)
         print(f"[{stage}] up to date, skipped", flush=True)

@@ -1,4 +1,5 @@
 """End to end on a tiny generated dataset: every stage, skip-on-rerun, config invalidation, resume, API."""
+import json
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,6 @@ def test_all_outputs_and_metrics(trained):
         d = ws.root / "detections" / "test" / v
         files = sorted(d.glob("comp4_det_test_*.txt"))
         assert len(files) == len(CLASSES)
-        import json
         res = json.loads((ws.root / "eval" / f"test_{v}.json").read_text())
         assert set(res["ap"]) == set(CLASSES) and 0.0 <= res["mAP"] <= 1.0
     line = next(l for f in files for l in f.read_text().splitlines())
@@ -164,7 +164,6 @@ def test_stage_refuses_stale_upstream_outputs(trained):
 
 
 def test_two_scale_pipeline_shares_caches_and_pools_at_both_scales(trained):
-    import json
     tmp, cfg, ws = trained
     d = cfg.to_dict()
     d["workdir"] = str(tmp / "work_2scale")
@@ -209,3 +208,32 @@ def test_combining_a_model_with_itself_changes_nothing(trained, tmp_path):
     assert s["combined"]["mAP"] == pytest.approx(s["tiny_0"]["mAP"], abs=1e-12)
     assert (tmp_path / "self" / "combined" / "comp4_det_test_disc.txt").read_text() == \
         (tmp_path / "self" / "tiny_0" / "comp4_det_test_disc.txt").read_text()
+
+
+def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):
+    from spp_det.pipeline import upstream
+    tmp, cfg, ws = trained
+    d = cfg.to_dict()
+    d.update(workdir=str(tmp_path / "w"), backbone={"name": "zf5", "weights": "pretrain"})
+    d["model"] = {**d["model"], "fc_dim": 16}
+    d["pretrain"] = {"crops_per_object": 1, "resize": 64, "crop": 56, "sizes": [56, 48], "epochs": 2,
+                     "batch_size": 8, "fc_dim": 16, "eval_modes": ["center", "full", "multiview"],
+                     "multiview_scales": [56, 64], "eval_images": 6}
+    ws2 = Workspace(config_from_dict(d))
+    assert "pretrain" in upstream(ws2, "conv5")
+    with pytest.raises(ValueError, match="needs pretrain first"):
+        run_stage(ws2, "conv5", progress=False)
+    run_stage(ws2, "pretrain", progress=False)
+    res = json.loads((ws2.root / "pretrain" / "eval.json").read_text())["results"]
+    assert res["multiview"]["views_per_image"] == 2 + 2 * 3 + 2 * 9 and res["center"]["images"] == 6
+    state = torch.load(ws2.pretrained_path)
+    torch.testing.assert_close(ws2.backbone.trunk[0].weight, state["trunk.0.weight"])
+    from spp_det.finetune import build_head
+    torch.testing.assert_close(build_head(ws2).fc6.weight, state["fc6.weight"])  # fc6/fc7 start pre-trained
+    h = ws2.conv5_hash(224)
+    state["trunk.0.weight"] += 1.0  # other weights -> other conv5 cache
+    torch.save(state, ws2.pretrained_path)
+    assert Workspace(config_from_dict(d)).conv5_hash(224) != h
+    bad = {**d, "model": {**d["model"], "fc_dim": 32}}
+    with pytest.raises(ValueError, match="pretrain.fc_dim"):
+        config_from_dict(bad)
