@@ -97,7 +97,7 @@ def test_all_configs_load_and_voc_configs_use_paper_values():
         cfg = load_config(f)
         if f.name.startswith("voc07"):
             assert cfg.dataset.classes == list(VOC_CLASSES)
-            assert cfg.model.scales == [688] and cfg.model.spp_levels == [1, 2, 3, 6]
+            assert cfg.model.scales in ([688], [480, 576, 688, 864, 1200]) and cfg.model.spp_levels == [1, 2, 3, 6]
             assert (cfg.finetune.batch_size, cfg.finetune.fg_fraction, cfg.finetune.momentum) == (128, 0.25, 0.9)
             assert (cfg.svm.C, cfg.svm.pos_weight, cfg.svm.bias) == (0.001, 2.0, 10.0)
             assert (cfg.bbox_reg.lam, cfg.test.nms, cfg.test.score_thresh) == (4000.0, 0.3, -1.5)

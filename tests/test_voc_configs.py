@@ -29,7 +29,7 @@ def test_generated_voc_names_have_every_class(vocdevkit):
     assert (ds.num_objects(include_difficult=False) > 0).all()
 
 
-@pytest.mark.parametrize("name", ["voc07_zf5", "voc07_alexnet", "voc07_vgg16", "voc07_lite0"])
+@pytest.mark.parametrize("name", ["voc07_zf5", "voc07_zf5_5scale", "voc07_alexnet", "voc07_vgg16", "voc07_lite0"])
 def test_voc_config_reads_the_devkit_layout(name, vocdevkit, tmp_path):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml", [f"dataset.root={vocdevkit}", f"workdir={tmp_path}",
                                                           "backbone.weights=null" if name != "voc07_lite0" else "seed=0"])
