@@ -168,7 +168,10 @@ class Workspace:
 
     def proposals_hash(self, split: str) -> str:
         p = self.cfg.proposals
-        key = {"root": self.dataset_key()["root"], "split": split, "method": p.method}
+        data = self.dataset_key()
+        key = {"root": data["root"], "split": split, "method": p.method}
+        if "coco" in data:  # a COCO split is defined by its json, not by a split file under the root
+            key["coco"] = data["coco"].get(split)
         if p.method == "mat":
             key["mat"] = p.mat_files.get(split)
         else:
@@ -178,8 +181,12 @@ class Workspace:
 
     def conv5_hash(self, scale: int) -> str:
         """Hash of everything one scale's maps depend on (its cache directory's suffix)."""
-        return stable_hash({"backbone": self.cfg.backbone.name, "weights": self.weights_id(),
-                            "scale": int(scale), "root": self.dataset_key()["root"]}, 8)
+        data = self.dataset_key()
+        key = {"backbone": self.cfg.backbone.name, "weights": self.weights_id(), "scale": int(scale),
+               "root": data["root"]}
+        if "coco" in data:  # COCO ids name files only through the json: follow its content
+            key["coco"] = data["coco"]
+        return stable_hash(key, 8)
 
     def pooling_key(self) -> dict:
         m = self.cfg.model
