@@ -34,6 +34,7 @@ demo: $(STAMP)
 demo-5scale: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml
 	$(PY) tools/run_pipeline.py --config configs/demo_5scale.yaml
+	$(PY) tools/compare_runs.py runs/demo runs/demo_5scale
 
 demo-zf5: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml --stages dataset,proposals
