@@ -237,3 +237,13 @@ def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):
     bad = {**d, "model": {**d["model"], "fc_dim": 32}}
     with pytest.raises(ValueError, match="pretrain.fc_dim"):
         config_from_dict(bad)
+
+
+def test_compare_runs_tool_prints_each_variant(trained):
+    tmp, cfg, ws = trained
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_runs.py"), str(ws.root), str(ws.root)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((ws.root / "eval" / "test_fc7_bbox.json").read_text())
+    row = next(line for line in p.stdout.splitlines() if line.startswith("fine-tuned fc7 + bbox"))
+    assert row.split()[-3:] == [f"{100 * res['mAP']:.2f}", "/", f"{100 * res['coco']['AP']:.2f}"]
