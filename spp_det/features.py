@@ -3,7 +3,8 @@
 Cache layout: ``<conv5 root>/<backbone>_s<scale>_<hash>/<key>.npy`` for every
 scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view
 (``key`` is the image id, ``<id>_flip`` for the mirrored view).  The root is
-``<workdir>/conv5`` unless ``features.conv5_root`` names a shared one.  ``hash`` covers everything the maps depend on (backbone
+``<workdir>/conv5`` unless ``features.conv5_root`` names a shared one.
+``hash`` covers everything the maps depend on (backbone
 and weights, scale, dataset root), so a cache made under another config is
 never read.  Each file is written atomically; rerunning skips files present.
 """

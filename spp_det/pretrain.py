@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from .config import PretrainConfig
 from .data.images import load_image, resize_short_side
-from .io_utils import load_json, save_json, save_torch, stable_hash
+from .io_utils import save_json, save_torch, stable_hash
 from .models.zf5 import zf5_trunk
 from .models.backbone import ZF_PREPROCESS, Preprocess
 from .models.geometry import derive_geometry
@@ -288,10 +288,6 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
               out / "eval.json")
     save_torch({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.pt")
     return results
-
-
-def load_results(out_dir: str | Path) -> dict:
-    return load_json(Path(out_dir) / "eval.json")
 
 
 def format_results(results: dict, sizes: Sequence[int]) -> str:
