@@ -77,6 +77,7 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
     for name, per_image in list(zip(names, per_model)) + [("combined", united)]:
         d = out / name
         write_detections(d, split, classes, per_image)
+        # score the files as written (1-decimal comp4 boxes), exactly as the eval stage scores a model's own
         dets = load_comp4_dir(d, records, classes, split)
         res = evaluate(dets, records, classes, ref.cfg.eval.use_07_metric)
         summary[name] = {"mAP": res["mAP"], "ap": res["ap"], "coco": coco_metrics(gt, detections_to_results(dets, records))}

@@ -180,12 +180,12 @@ def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.T
 
 
 # Choosing between the two exact methods (``method="auto"``).  Building the range-max tables
-# touches H * W * C * A * B floats per directly pooled level (~26 ns each with the stacking) and
-# pays off over many windows; pooling window by window (adaptive max pool per level) costs
-# ~2.5 ms of call overhead per window plus ~4.6 ns per cell x channel x level.  Measured on the
-# 2-core machine: 6 large windows on a 112 x 75 x 100 map (multi-scale fine-tuning pools a few
-# windows per image and scale) take 554 ms with tables and 52 ms window by window; 300 small
-# windows on 112 x 42 x 56 take 113 ms with tables and 507 ms window by window.
+# touches H * W * C * A * B floats per directly pooled level and pays off over many windows;
+# pooling window by window (adaptive max pool per level) pays a fixed call overhead per window
+# plus a cost per cell x channel x level.  The constants below are relative weights fitted on the
+# 2-core machine; `benchmarks/bench_spp_pool.py` checks the choice on both regimes (idle, 2 threads):
+# 2,000 windows on 256 x 42 x 57: tables 0.583 s, window by window 1.376 s (auto: tables);
+# 6 large windows on 112 x 75 x 100 (multi-scale fine-tuning): tables 43 ms, windows 10 ms (auto: windows).
 _TABLE_NS_PER_ELEM, _WINDOW_NS, _WINDOW_NS_PER_ELEM = 26.0, 2.5e6, 4.6
 
 

@@ -16,26 +16,29 @@ import argparse
 import sys
 
 from spp_det.cli import run_main, setup_logging, stage_main
+from spp_det.config import PretrainConfig
 
 
 def folder_main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder with train/<class>/*.jpg and optionally val/<class>/*.jpg")
     p.add_argument("--out", required=True, help="output directory")
+    d = PretrainConfig()  # the defaults live in spp_det/config.py only
     p.add_argument("--backbone", default="zf5")
-    p.add_argument("--sizes", type=int, nargs="+", default=[224, 180], help="224 180 = multi-size; 224 = single")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--resize", type=int, default=256, help="shorter side before the random crop")
-    p.add_argument("--crop", type=int, default=224)
-    p.add_argument("--multiview-scales", type=int, nargs="+", default=[224, 256, 300, 360, 448, 560])
-    p.add_argument("--eval-images", type=int, help="evaluate on this many evenly spaced val images")
-    p.add_argument("--lr-steps", type=int, nargs="*", default=[], help="epochs at which lr is divided by 10")
-    p.add_argument("--fc-dim", type=int, default=4096)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval", nargs="+", default=["center", "full", "multiview"], dest="eval_modes")
+    p.add_argument("--sizes", type=int, nargs="+", default=d.sizes, help="224 180 = multi-size; 224 = single")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.base_lr)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
+    p.add_argument("--resize", type=int, default=d.resize, help="shorter side before the random crop")
+    p.add_argument("--crop", type=int, default=d.crop)
+    p.add_argument("--multiview-scales", type=int, nargs="+", default=d.multiview_scales)
+    p.add_argument("--eval-images", type=int, default=d.eval_images,
+                   help="evaluate on this many evenly spaced val images")
+    p.add_argument("--lr-steps", type=int, nargs="*", default=d.lr_steps, help="epochs at which lr is divided by 10")
+    p.add_argument("--fc-dim", type=int, default=d.fc_dim)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--eval", nargs="+", default=d.eval_modes, dest="eval_modes")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
@@ -44,7 +47,6 @@ def folder_main() -> int:
     def go() -> None:
         from pathlib import Path
 
-        from spp_det.config import PretrainConfig
         from spp_det.pretrain import format_results, pretrain
         cfg = PretrainConfig(sizes=args.sizes, epochs=args.epochs, batch_size=args.batch_size, base_lr=args.lr,
                              optimizer=args.optimizer, resize=args.resize, crop=args.crop, lr_steps=args.lr_steps,
