@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -179,27 +180,79 @@ def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.T
     return torch.maximum(torch.maximum(g[0], g[1]), torch.maximum(g[2], g[3]))  # (N, n, n, C)
 
 
-# Choosing between the two exact methods (``method="auto"``).  Building the range-max tables
-# touches H * W * C * A * B floats per directly pooled level and pays off over many windows;
-# pooling window by window (adaptive max pool per level) pays a fixed call overhead per window
-# plus a cost per cell x channel x level.  The constants below are relative weights fitted on the
-# 2-core machine; `benchmarks/bench_spp_pool.py` checks the choice on both regimes (idle, 2 threads):
-# 2,000 windows on 256 x 42 x 57: tables 0.583 s, window by window 1.376 s (auto: tables);
-# 6 large windows on 112 x 75 x 100 (multi-scale fine-tuning): tables 43 ms, windows 10 ms (auto: windows).
-_TABLE_NS_PER_ELEM, _WINDOW_NS, _WINDOW_NS_PER_ELEM = 26.0, 2.5e6, 4.6
+# The CPU kernel.  One pass per window over the cells of its finest level's bins, channels
+# innermost (contiguous, vectorised), the coarser levels reduced from those bins, written straight
+# into the output row.  The running max ping-pongs between two buffers: updating one buffer in
+# place compiles to masked stores (vmaskmovps), 4.3x slower on the 2-core AMD machine (53 ms vs
+# 12 ms for level 6 of 2,000 windows).  `benchmarks/bench_spp_pool.py` (2 cores, 2,000 windows on
+# 256 x 42 x 57, one run): this kernel 0.042 s, the range-max tables 0.652 s, 4 x torchvision.ops.roi_pool
+# 0.999 s (23.8x; 10-24x across runs on the shared VM, see docs/BENCHMARKS.md).
+@numba.njit(inline="always", fastmath=True)
+def _max_into(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:  # pragma: no cover - compiled
+    for c in range(dst.shape[0]):
+        x, y = a[c], b[c]
+        dst[c] = x if x > y else y
 
 
-def _prefer_tables(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int]) -> bool:
-    C, H, W = fmap.shape
-    direct, _ = _derive_plan(levels)
-    table = 0.0
-    for n in direct:
-        ys, ye = _bins(cells[:, 1], cells[:, 3], n)
-        xs, xe = _bins(cells[:, 0], cells[:, 2], n)
-        table += H * W * C * (int(_floor_log2(ye - ys).max()) + 1) * (int(_floor_log2(xe - xs).max()) + 1)
-    area = float(((cells[:, 2] - cells[:, 0] + 1) * (cells[:, 3] - cells[:, 1] + 1)).sum())
-    window = len(cells) * _WINDOW_NS + _WINDOW_NS_PER_ELEM * area * C * len(levels)
-    return _TABLE_NS_PER_ELEM * table <= window
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _spp_kernel(fmap: np.ndarray, cells: np.ndarray, levels: np.ndarray, source: np.ndarray,
+                offsets: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """fmap ``(H, W, C)`` float32; cells ``(N, 4)``; levels finest first; ``source[l]``: index of
+    the level ``l`` is reduced from (``l`` itself when pooled from the map); ``offsets[l]``: its
+    first output column in ``out`` ``(N, D)``."""
+    C = fmap.shape[2]
+    L = levels.shape[0]
+    base = np.zeros(L + 1, np.int64)  # level l's bins are rows base[l] .. base[l + 1] - 1
+    for l in range(L):
+        base[l + 1] = base[l] + levels[l] * levels[l]
+    for i in numba.prange(cells.shape[0]):
+        x1, y1 = cells[i, 0], cells[i, 1]
+        w, h = cells[i, 2] - x1 + 1, cells[i, 3] - y1 + 1
+        bins = np.empty((base[L], C), np.float32)  # channels last (< 128 kB: no mmap per window)
+        run = np.empty((2, C), np.float32)
+        for l in range(L):
+            n, s = levels[l], source[l]
+            q = levels[s] // n
+            for by in range(n):
+                for bx in range(n):
+                    k = 0
+                    run[0, :] = -np.inf
+                    if s == l:  # from the map: cells [start, end) of bin (by, bx)
+                        for y in range(y1 + (by * h) // n, y1 + ((by + 1) * h + n - 1) // n):
+                            for x in range(x1 + (bx * w) // n, x1 + ((bx + 1) * w + n - 1) // n):
+                                _max_into(run[1 - k], run[k], fmap[y, x])
+                                k = 1 - k
+                    else:  # the union of q x q bins of the finer level s
+                        for yy in range(by * q, (by + 1) * q):
+                            for xx in range(bx * q, (bx + 1) * q):
+                                _max_into(run[1 - k], run[k], bins[base[s] + yy * levels[s] + xx])
+                                k = 1 - k
+                    bins[base[l] + by * n + bx] = run[k]
+        for l in range(L):  # channel-major output; reading rows contiguously is 1.8x faster than writing so
+            nn, o = levels[l] * levels[l], offsets[l]
+            for b in range(nn):
+                row = bins[base[l] + b]
+                for c in range(C):
+                    out[i, o + c * nn + b] = row[c]
+
+
+def _spp_pool_kernel(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int]) -> torch.Tensor:
+    C = fmap.shape[0]
+    direct, source = _derive_plan(levels)
+    levels = [int(n) for n in levels]
+    # finer levels first, so a reduced level's source bins exist when it is computed
+    order = sorted(range(len(levels)), key=lambda k: -levels[k])
+    lv = np.array([levels[k] for k in order], np.int64)
+    pos = {n: j for j, n in enumerate(lv.tolist())}
+    src = np.array([pos[source.get(n, n)] for n in lv.tolist()], np.int64)
+    col = np.cumsum([0] + [C * n * n for n in levels])[:-1]
+    offsets = np.array([col[k] for k in order], np.int64)
+    # numpy's allocator asks for transparent huge pages: first-touching the 100 MB output of 2,000
+    # windows takes 11 ms instead of torch.empty's 50 ms on the 2-core machine
+    out = np.empty((len(cells), C * sum(n * n for n in levels)), np.float32)
+    hwc = fmap.detach().to(torch.float32).permute(1, 2, 0).contiguous().numpy()
+    _spp_kernel(hwc, np.ascontiguousarray(cells, np.int64), lv, src, offsets, out)
+    return torch.from_numpy(out).to(fmap.dtype)
 
 
 def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
@@ -208,20 +261,25 @@ def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
 
     fmap: ``(C, H, W)``; cells: ``(N, 4)`` inclusive 0-based cell windows.
     Returns ``(N, C * sum(n^2))`` in ``fmap``'s dtype (order: module docstring).
-    ``method="tables"``: only the levels that no finer level is a multiple of
-    are pooled from the map (by :func:`_pool_level_sparse`), the others are
-    reduced from them exactly; ``"windows"``: :func:`spp_pool_reference`, one
-    adaptive max pool per window and level; ``"auto"`` picks the cheaper by
-    the cost model above.  Both give identical outputs.
+    Methods, all exact and equal: ``"kernel"`` the compiled CPU kernel above;
+    ``"tables"`` range-max lookups in torch (:func:`_pool_level_sparse`; runs
+    on any device); ``"windows"`` :func:`spp_pool_reference`, one adaptive max
+    pool per window and level.  ``"auto"``: the kernel for CPU maps, the tables
+    for maps on a GPU.  Only the levels that no finer level is a multiple of
+    are pooled from the map; the others are reduced from them.
     """
     C = fmap.shape[0]
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
     N = len(cells)
     if N == 0:
         return fmap.new_zeros((0, C * sum(n * n for n in levels)))
-    if method not in ("auto", "tables", "windows"):
-        raise ValueError(f"unknown SPP method {method!r} (auto, tables, windows)")
-    if method == "windows" or (method == "auto" and not _prefer_tables(fmap, cells, levels)):
+    if method not in ("auto", "kernel", "tables", "windows"):
+        raise ValueError(f"unknown SPP method {method!r} (auto, kernel, tables, windows)")
+    if method == "auto":
+        method = "kernel" if fmap.device.type == "cpu" else "tables"
+    if method == "kernel":
+        return _spp_pool_kernel(fmap, cells, levels)
+    if method == "windows":
         return spp_pool_reference(fmap, cells, levels)
     direct, source = _derive_plan(levels)
     pooled: dict[int, torch.Tensor] = {n: _pool_level_sparse(fmap, cells, n) for n in direct}

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from spp_det.models.geometry import Geometry
-from spp_det.spp import boxes_to_cells, spp_dim, spp_image, spp_pool
+from spp_det.spp import boxes_to_cells, spp_dim, spp_image, spp_pool, spp_pool_reference
 
 
 def brute_pool(fmap: np.ndarray, cell: tuple, levels) -> np.ndarray:
@@ -60,22 +60,26 @@ def test_spp_pool_matches_brute_force(levels):
         x1, x2 = sorted(rng.integers(0, 17, 2))
         y1, y2 = sorted(rng.integers(0, 13, 2))
         cells.append((x1, y1, x2, y2))
-    for method in ("tables", "windows", "auto"):
+    for method in ("kernel", "tables", "windows", "auto"):
         got = spp_pool(torch.from_numpy(fmap), np.array(cells), levels, method).numpy()
         assert got.shape == (len(cells), spp_dim(7, levels))
         for g, c in zip(got, cells):
             np.testing.assert_array_equal(g, brute_pool(fmap, c, levels))
 
 
-def test_auto_method_builds_tables_only_when_they_pay_off():
-    from spp_det.spp import _prefer_tables
-    rng = np.random.default_rng(0)
-    big_map = torch.zeros(112, 75, 100)
-    few_large = np.array([[0, 0, 99, 74], [10, 5, 80, 60], [30, 20, 90, 70]])
-    assert not _prefer_tables(big_map, few_large, (1, 2, 3, 6))  # 3 windows: 3 x 4 pools beat 25 tables
-    xy = rng.integers(0, 40, (2000, 2))
-    many_small = np.concatenate([xy, xy + rng.integers(0, 12, (2000, 2))], 1)
-    assert _prefer_tables(torch.zeros(256, 42, 57), many_small, (1, 2, 3, 6))  # the 2,000-window case
+def test_spp_pool_kernel_on_a_realistic_map_equals_reference_and_keeps_dtype():
+    """2,000 selective-search-like windows on a ZF-5-sized map, and an fp16 map (the cache's dtype)."""
+    rng = np.random.default_rng(1)
+    fmap = torch.from_numpy(rng.standard_normal((32, 42, 57)).astype(np.float32))
+    wh = rng.integers(1, 40, (300, 2))
+    xy = rng.integers(0, 17, (300, 2))
+    cells = np.concatenate([xy, np.minimum(xy + wh - 1, [56, 41])], 1)
+    np.testing.assert_array_equal(spp_pool(fmap, cells, method="kernel").numpy(),
+                                  spp_pool_reference(fmap, cells).numpy())
+    half = fmap.half()
+    got = spp_pool(half, cells[:20])
+    assert got.dtype == torch.float16
+    assert torch.equal(got, spp_pool_reference(half.float(), cells[:20]).half())
 
 
 def test_spp_dim_is_12800_for_zf5():
