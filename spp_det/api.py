@@ -7,8 +7,9 @@
 
 Boxes are internal: float ``(K, 4)`` ``x1, y1, x2, y2``, 0-based inclusive
 pixel indices of the input image.  The detector runs selective search with the
-experiment's proposal settings, conv5 at each of the experiment's scales, and the
-variant with box regression when one was trained.
+experiment's proposal settings, conv5 at each of the experiment's scales (or, for a
+``mode: rcnn`` experiment, the network on every warped window), and the variant
+with box regression when one was trained.
 """
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ class Detector:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"image must be BGR uint8 (H, W, 3), got {img.dtype} {img.shape}")
         windows = self.proposals(img) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
-        maps = compute_conv5_pyramid(self.backbone, img, self.ws.scales, self.ws.device)
-        res = self.models.detect(maps, windows, img.shape[:2])
+        # SPP mode: conv maps at every scale; R-CNN mode: the pooler warps windows of the image itself
+        inputs = img if self.ws.rcnn_mode else compute_conv5_pyramid(self.backbone, img, self.ws.scales,
+                                                                     self.ws.device)
+        res = self.models.detect(inputs, windows, img.shape[:2])
         return res[variant or self.models.main_variant]
 
 

@@ -92,6 +92,15 @@ class ModelConfig:
 
 
 @dataclass
+class RCNNConfig:
+    """``mode: rcnn`` (the R-CNN baseline, reference section 8): each window warped to the input."""
+
+    input_size: Optional[int] = None  # null: the backbone's (227 ZF-5 / AlexNet, 224 others)
+    context: int = 16  # pixels of image context around the window on the warped canvas
+    batch: int = 64  # warped windows per conv forward pass
+
+
+@dataclass
 class FeaturesConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     conv5_root: Optional[str] = None  # shared conv5 cache root (default <workdir>/conv5); hashed per scale
@@ -200,10 +209,12 @@ class Config:
     name: str = "experiment"
     workdir: str = "runs/experiment"
     seed: int = 0
+    mode: str = "spp"  # "spp": conv once per image, windows pooled from conv5 | "rcnn": conv per warped window
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     svm: SvmConfig = field(default_factory=SvmConfig)
@@ -235,6 +246,13 @@ class Config:
             raise ValueError("config: model.scales must be a non-empty list of positive sizes")
         if len(set(self.model.scales)) != len(self.model.scales):
             raise ValueError(f"config: model.scales has duplicates: {self.model.scales}")
+        if self.mode not in ("spp", "rcnn"):
+            raise ValueError(f"config: mode must be 'spp' or 'rcnn', not {self.mode!r}")
+        if self.mode == "rcnn" and len(self.model.scales) > 1:
+            raise ValueError("config: mode 'rcnn' warps every window to one input size; model.scales must have "
+                             f"a single entry (it is unused), not {self.model.scales}")
+        if self.rcnn.context < 0 or (self.rcnn.input_size is not None and self.rcnn.input_size <= 2 * self.rcnn.context):
+            raise ValueError("config: rcnn.context must be >= 0 and rcnn.input_size > 2 * rcnn.context")
         if self.model.scale_select not in ("paper", "released"):
             raise ValueError("config: model.scale_select must be 'paper' or 'released'")
         if self.pretrain is not None:
@@ -277,7 +295,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 _DATACLASS_FIELDS = {
     (Config, "dataset"): DatasetConfig, (Config, "proposals"): ProposalsConfig,
-    (Config, "backbone"): BackboneConfig, (Config, "model"): ModelConfig,
+    (Config, "backbone"): BackboneConfig, (Config, "model"): ModelConfig, (Config, "rcnn"): RCNNConfig,
     (Config, "features"): FeaturesConfig, (Config, "finetune"): FinetuneConfig,
     (Config, "svm"): SvmConfig, (Config, "norm"): NormConfig, (Config, "bbox_reg"): BboxRegConfig,
     (Config, "test"): TestConfig, (Config, "eval"): EvalConfig,

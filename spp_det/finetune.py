@@ -138,7 +138,7 @@ def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarra
     ``scale_idx`` ``(K,)``: the scale each window is pooled at (else the test-time rule).
     """
     pooler = pooler or ws.pooler()
-    cache = cache or ws.conv5_cache()
+    cache = cache or ws.window_inputs()
     out = torch.empty((len(img_idx), pooler.dim), dtype=torch.float32)
     for i in np.unique(img_idx):
         rows = np.nonzero(img_idx == i)[0]
@@ -219,7 +219,7 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
     log.info("fine-tuning on %d image views: %d fg / %d bg windows", len(db),
              sum(len(d.fg) for d in db), sum(len(d.bg) for d in db))
     val = _val_set(ws)
-    pooler, cache = ws.pooler(), ws.conv5_cache()
+    pooler, cache = ws.pooler(), ws.window_inputs()
     head.train()
     bar = tqdm(total=ft.iterations, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0

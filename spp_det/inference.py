@@ -27,6 +27,7 @@ from .config import TestConfig
 from .detect import Detections, candidates, postprocess, svm_scores
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
 from .features import WindowPooler
+from .rcnn import RCNNPooler
 from .finetune import load_head
 from .head import SPPHead, batched
 from .svm import load_svms
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 class TrainedModels:
     """Everything needed to turn a conv map and windows into detections."""
 
-    pooler: WindowPooler
+    pooler: "WindowPooler | RCNNPooler"
     head: SPPHead
     svm_fc7: dict
     test_cfg: TestConfig
@@ -68,7 +69,8 @@ class TrainedModels:
     def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
                nms: bool = True) -> dict[str, Detections]:
         """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image;
-        ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale).
+        ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale);
+        in R-CNN mode the BGR image itself (:class:`spp_det.rcnn.RCNNPooler`).
 
         ``nms=False`` gives the per-class :func:`candidates` instead (thresholded,
         regressed when the order is ``before_nms``): what model combination unites.
@@ -101,7 +103,7 @@ def run_test(ws: Workspace, progress: bool = True) -> list[str]:
     """Detect on every test image; write comp4 files per variant; returns the variant names."""
     split = ws.cfg.dataset.test_split
     models = TrainedModels.from_workspace(ws)
-    cache = ws.conv5_cache()
+    cache = ws.window_inputs()
     collected: dict[str, list[list[tuple[str, Detections]]]] = {v: [] for v in models.variants()}
     t0 = time.perf_counter()
     records = ws.dataset(split).records

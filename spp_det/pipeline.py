@@ -98,6 +98,8 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
 
 
 def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
+    if ws.rcnn_mode:
+        return []  # R-CNN mode runs the whole network per window in the stages that need features
     records = {}
     for split in ws.proposal_splits():
         ds = ws.dataset(split)

@@ -120,7 +120,7 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
     cfg, scfg = ws.cfg, ws.cfg.svm
     split = cfg.dataset.train_split
     records = ws.dataset(split).records
-    cache = ws.conv5_cache()
+    cache = ws.window_inputs()
     feats = WindowFeatures(ws.pooler(), kind, head, ws.device, cfg.features.batch_windows)
     scale = feature_scale(ws, feats, split, cache, progress)
     C = len(ws.classes)

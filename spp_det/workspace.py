@@ -36,6 +36,7 @@ from .features import Conv5Cache, WindowPooler, resolve_device
 from .io_utils import file_sha256, load_json, save_json, stable_hash
 from .models import Backbone, build_backbone
 from .models.efficientnet_lite import default_weights_path
+from .rcnn import ImageInputs, RCNNPooler
 
 
 class Workspace:
@@ -126,10 +127,25 @@ class Workspace:
     def scales(self) -> list[int]:
         return [int(x) for x in self.cfg.model.scales]
 
-    def pooler(self) -> WindowPooler:
+    @property
+    def rcnn_mode(self) -> bool:
+        return self.cfg.mode == "rcnn"
+
+    def pooler(self) -> "WindowPooler | RCNNPooler":
+        """What turns one image's inputs (:meth:`window_inputs`) and windows into ``(N, dim)`` features:
+        pooling from conv5 (SPP mode), or warping and running the trunk per window (R-CNN mode)."""
         m = self.cfg.model
+        if self.rcnn_mode:
+            r = self.cfg.rcnn
+            return RCNNPooler(self.backbone.to(self.device), m.spp_levels, r.input_size, r.context, r.batch,
+                              self.device)
         return WindowPooler(self.backbone, self.scales, m.spp_levels, m.projection, m.projection_offset,
                             m.scale_select)
+
+    def window_inputs(self) -> "Conv5Cache | ImageInputs":
+        """Per-image inputs of :meth:`pooler`: ``load(record)`` gives the cached conv maps (SPP mode)
+        or the image itself (R-CNN mode)."""
+        return ImageInputs() if self.rcnn_mode else self.conv5_cache()
 
     @property
     def conv5_root(self) -> Path:
@@ -190,6 +206,11 @@ class Workspace:
 
     def pooling_key(self) -> dict:
         m = self.cfg.model
+        if self.rcnn_mode:
+            r = self.cfg.rcnn
+            return {"mode": "rcnn", "backbone": self.cfg.backbone.name, "weights": self.weights_id(),
+                    "levels": list(m.spp_levels), "input_size": r.input_size or self.backbone.input_size,
+                    "context": r.context}
         key = {"conv5": [self.conv5_hash(s) for s in self.scales], "levels": list(m.spp_levels),
                "projection": m.projection, "offset": m.projection_offset}
         if len(self.scales) > 1:

@@ -247,3 +247,32 @@ def test_compare_runs_tool_prints_each_variant(trained):
     res = json.loads((ws.root / "eval" / "test_fc7_bbox.json").read_text())
     row = next(line for line in p.stdout.splitlines() if line.startswith("fine-tuned fc7 + bbox"))
     assert row.split()[-3:] == [f"{100 * res['mAP']:.2f}", "/", f"{100 * res['coco']['AP']:.2f}"]
+
+
+def test_rcnn_mode_runs_every_stage_on_warped_windows(trained):
+    """``mode: rcnn``: no conv5 cache; fine-tuning, SVMs, box regression and test all take features of
+    warped windows (same dimension as SPP's), and the test stage's scores come from those features."""
+    from spp_det.inference import TrainedModels
+    from spp_det.rcnn import RCNNPooler
+    tmp, cfg, ws = trained
+    d = cfg.to_dict()
+    d.update(workdir=str(tmp / "work_rcnn"), mode="rcnn", rcnn={"input_size": 64, "context": 4, "batch": 32})
+    d["proposals"] = {**d["proposals"], "cache_dir": str(ws.root / "proposals")}
+    d["finetune"] = {**d["finetune"], "iterations": 8, "lr_steps": []}
+    d["svm"] = {**d["svm"], "pool5_baseline": False}
+    ws_r = run_pipeline(config_from_dict(d), progress=False)
+    assert not (ws_r.root / "conv5").exists()
+    assert ws_r.stage_hash("svm") != ws.stage_hash("svm")
+    res = json.loads((ws_r.root / "eval" / "test_fc7_bbox.json").read_text())
+    assert 0.0 <= res["mAP"] <= 1.0
+    models = TrainedModels.from_workspace(ws_r)
+    assert isinstance(models.pooler, RCNNPooler) and models.pooler.dim == ws.pooler().dim
+    rec = ws_r.dataset("test").records[0]
+    boxes = ws_r.boxes_for(rec, "test")[:40]
+    dets = models.detect(rec.load(), boxes, (rec.height, rec.width))["fc7"]
+    feats = models.head.fc7_features(models.pooler.pool(rec.load(), boxes, (rec.height, rec.width)))
+    scores = (feats.detach().numpy() * models.svm_fc7["scale"]) @ models.svm_fc7["W"] + models.svm_fc7["b"]
+    for s, l in zip(dets.scores, dets.labels):  # every detection's score is one of its class's window scores
+        assert np.isclose(scores[:, l], s, atol=1e-4).any()
+    with pytest.raises(ValueError, match="model.scales must have a single entry"):
+        config_from_dict({**d, "model": {**d["model"], "scales": [224, 288]}})

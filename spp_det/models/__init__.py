@@ -29,7 +29,7 @@ def build_zf5(weights: Optional[str] = None) -> Backbone:
         trunk.load_state_dict(tstate, strict=True)
         if "fc6.weight" in state and "fc7.weight" in state:
             fc_init = FcInit(0, state["fc6.weight"], state["fc6.bias"], state["fc7.weight"], state["fc7.bias"])
-    return Backbone("zf5", trunk, 256, ZF_PREPROCESS, fc_init)
+    return Backbone("zf5", trunk, 256, ZF_PREPROCESS, fc_init, input_size=227)
 
 
 def build_lite0(weights: Optional[str] = "package") -> Backbone:

@@ -64,6 +64,7 @@ class Backbone:
     out_channels: int
     preprocess: Preprocess
     fc_init: Optional[FcInit] = None
+    input_size: int = 224  # the classifier's input side: what R-CNN mode warps each window to
     geometry: Geometry = field(init=False)
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ def _load_tv(arch: str, weights: Optional[str]) -> torch.nn.Module:
     return model
 
 
-def _build(arch: str, grid: int, weights: Optional[str]) -> Backbone:
+def _build(arch: str, grid: int, weights: Optional[str], input_size: int) -> Backbone:
     model = _load_tv(arch, weights)
     trunk = torch.nn.Sequential(*list(model.features.children())[:-1])  # drop pool5
     fc6 = [m for m in model.classifier if isinstance(m, torch.nn.Linear)][0]
@@ -41,14 +41,14 @@ def _build(arch: str, grid: int, weights: Optional[str]) -> Backbone:
     if weights is not None:
         fc_init = FcInit(grid, fc6.weight.detach().clone(), fc6.bias.detach().clone(),
                          fc7.weight.detach().clone(), fc7.bias.detach().clone())
-    return Backbone(arch, trunk, channels, IMAGENET_PREPROCESS, fc_init)
+    return Backbone(arch, trunk, channels, IMAGENET_PREPROCESS, fc_init, input_size)
 
 
 def build_alexnet(weights: Optional[str] = None) -> Backbone:
     """AlexNet conv1..conv5+ReLU: 256 channels, stride 16, cell 0 on pixel 15."""
-    return _build("alexnet", 6, weights)
+    return _build("alexnet", 6, weights, 227)  # R-CNN's crop size
 
 
 def build_vgg16(weights: Optional[str] = None) -> Backbone:
     """VGG16 conv1_1..conv5_3+ReLU: 512 channels, stride 16, cell 0 on pixel 7.5."""
-    return _build("vgg16", 7, weights)
+    return _build("vgg16", 7, weights, 224)
