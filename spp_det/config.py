@@ -168,6 +168,10 @@ class TestConfig:
     nms: float = 0.3
     max_per_class: int = 100
     bbox_reg_order: str = "before_nms"  # "before_nms" | "after_nms"
+    # test-time fc speed-ups (not in the paper): truncated SVD of fc6/fc7 to these ranks, as in Fast
+    # R-CNN ([1024, 256] for 4096-d fc); and the dtype fc6/fc7 run in ("float32" | "bfloat16")
+    fc_svd: Optional[list[int]] = None
+    fc_dtype: str = "float32"
 
 
 @dataclass
@@ -246,6 +250,10 @@ class Config:
             raise ValueError("config: model.scales must be a non-empty list of positive sizes")
         if len(set(self.model.scales)) != len(self.model.scales):
             raise ValueError(f"config: model.scales has duplicates: {self.model.scales}")
+        if self.test.fc_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"config: test.fc_dtype must be 'float32' or 'bfloat16', not {self.test.fc_dtype!r}")
+        if self.test.fc_svd is not None and (len(self.test.fc_svd) != 2 or min(self.test.fc_svd) < 1):
+            raise ValueError(f"config: test.fc_svd must be [rank_fc6, rank_fc7] (positive), not {self.test.fc_svd}")
         if self.mode not in ("spp", "rcnn"):
             raise ValueError(f"config: mode must be 'spp' or 'rcnn', not {self.mode!r}")
         if self.mode == "rcnn" and len(self.model.scales) > 1:

@@ -1,6 +1,7 @@
 """The fc layers on top of the pyramid: fc6 -> ReLU -> drop -> fc7 -> ReLU -> drop -> fc8."""
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import torch
@@ -58,6 +59,47 @@ class SPPHead(nn.Module):
             self.fc7.weight.copy_(fc.fc7_weight)
             self.fc7.bias.copy_(fc.fc7_bias)
         return True
+
+
+def truncated_svd(layer: nn.Linear, rank: int) -> nn.Sequential:
+    """``W ~ U_k S_k V_k^T`` as two layers: ``S_k V_k^T`` (``in -> rank``, no bias), then ``U_k`` with the
+    original bias (``rank -> out``): ``rank (in + out)`` multiply-adds per window instead of
+    ``in * out`` (Fast R-CNN, section 3.1).  A rank >= min(in, out) is exact."""
+    W = layer.weight.detach().double()
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    k = min(rank, S.numel())
+    first = nn.Linear(W.shape[1], k, bias=False)
+    second = nn.Linear(k, W.shape[0])
+    with torch.no_grad():
+        first.weight.copy_((S[:k, None] * Vh[:k]).to(layer.weight.dtype))
+        second.weight.copy_(U[:, :k].to(layer.weight.dtype))
+        second.bias.copy_(layer.bias.detach())
+    return nn.Sequential(first, second)
+
+
+class FastFc(nn.Module):
+    """Test-time fc6/fc7 of a trained head, optionally SVD-compressed and/or in bfloat16:
+    ``fc7_features(x)`` takes and returns float32 ``(N, in_dim)`` -> ``(N, fc_dim)``."""
+
+    def __init__(self, head: SPPHead, svd: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.in_dim, self.dtype = head.in_dim, dtype
+        self.fc6 = truncated_svd(head.fc6, svd[0]) if svd else copy.deepcopy(head.fc6)
+        self.fc7 = truncated_svd(head.fc7, svd[1]) if svd else copy.deepcopy(head.fc7)
+        self.to(dtype)
+        self.eval()
+
+    @torch.no_grad()
+    def fc7_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc7(torch.relu(self.fc6(x.to(self.dtype))))).float()
+
+
+def test_time_fc(head: SPPHead, svd: Optional[Sequence[int]] = None, dtype: str = "float32") -> "SPPHead | FastFc":
+    """The fc6/fc7 the test stage runs (``test.fc_svd``, ``test.fc_dtype``): ``head`` itself when neither
+    is set (bit-identical to training-time features), else a :class:`FastFc`."""
+    if not svd and dtype == "float32":
+        return head
+    return FastFc(head, svd, getattr(torch, dtype))
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from .evaluation.voc import ClassDetections, comp4_path, write_comp4
 from .features import WindowPooler
 from .rcnn import RCNNPooler
 from .finetune import load_head
-from .head import SPPHead, batched
+from .head import FastFc, SPPHead, batched, test_time_fc
 from .svm import load_svms
 from .workspace import Workspace
 
@@ -41,7 +41,7 @@ class TrainedModels:
     """Everything needed to turn a conv map and windows into detections."""
 
     pooler: "WindowPooler | RCNNPooler"
-    head: SPPHead
+    head: "SPPHead | FastFc"  # fc6/fc7 as the test config asks (SVD, bf16)
     svm_fc7: dict
     test_cfg: TestConfig
     num_classes: int
@@ -55,7 +55,8 @@ class TrainedModels:
         c = ws.cfg
         pool5 = ws.root / "svm" / "pool5.pt"
         reg = ws.root / "bbox_reg" / "model.pt"
-        return cls(pooler=ws.pooler(), head=load_head(ws).to(ws.device), svm_fc7=load_svms(ws.root / "svm" / "fc7.pt"),
+        head = test_time_fc(load_head(ws), c.test.fc_svd, c.test.fc_dtype).to(ws.device)
+        return cls(pooler=ws.pooler(), head=head, svm_fc7=load_svms(ws.root / "svm" / "fc7.pt"),
                    test_cfg=c.test, num_classes=len(ws.classes),
                    svm_pool5=load_svms(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
                    bbox_reg=load_bbox_reg(reg) if c.bbox_reg.enabled and reg.is_file() else None,

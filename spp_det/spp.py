@@ -176,7 +176,7 @@ def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.T
     ab = (ay[:, :, None] * B + bx[:, None, :]) * (H * W)  # (N, n_y, n_x)
     idx = np.stack([ab + (y0 * W)[:, :, None] + x0[:, None, :], ab + (y0 * W)[:, :, None] + x1[:, None, :],
                     ab + (y1 * W)[:, :, None] + x0[:, None, :], ab + (y1 * W)[:, :, None] + x1[:, None, :]])
-    g = table.index_select(0, torch.from_numpy(idx.reshape(-1))).reshape(4, N, n, n, C)
+    g = table.index_select(0, torch.from_numpy(idx.reshape(-1)).to(fmap.device)).reshape(4, N, n, n, C)
     return torch.maximum(torch.maximum(g[0], g[1]), torch.maximum(g[2], g[3]))  # (N, n, n, C)
 
 

@@ -161,3 +161,39 @@ def test_hard_negative_mining_retrains_past_the_limit():
     X = rng.normal(0.8, 0.3, (300, 4)).astype(np.float32)  # hard: most score > -1 under the model
     miner.add_image(1, X, np.ones((300, 1), bool), boxes, last=False)
     assert miner.caches[0].retrains == 2  # > 50 new negatives triggered a retrain before the end
+
+
+def test_truncated_svd_fc_is_the_best_rank_k_approximation():
+    """Eckart-Young: the factorised layer's weight error is the norm of the discarded singular values
+    (computed independently by numpy); full rank reproduces the layer; the bias is kept."""
+    from spp_det.head import truncated_svd
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(40, 24)
+    s = np.linalg.svd(layer.weight.detach().double().numpy(), compute_uv=False)
+    for k in (5, 24):
+        f = truncated_svd(layer, k)
+        W = (f[1].weight @ f[0].weight).detach().double().numpy()
+        err = np.linalg.norm(W - layer.weight.detach().double().numpy())
+        assert err == pytest.approx(np.sqrt((s[k:] ** 2).sum()), abs=1e-5)
+        assert f[0].weight.shape == (k, 40) and f[0].bias is None
+        torch.testing.assert_close(f[1].bias, layer.bias)
+    x = torch.randn(7, 40)
+    torch.testing.assert_close(truncated_svd(layer, 24)(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_test_time_fc_options():
+    from spp_det.head import SPPHead, test_time_fc
+    torch.manual_seed(0)
+    head = SPPHead(64, 3, fc_dim=32).eval()
+    assert test_time_fc(head) is head  # nothing asked: the trained head itself
+    x = torch.rand(50, 64)
+    ref = head.fc7_features(x)
+    full = test_time_fc(head, [32, 32])  # full rank: the same features
+    torch.testing.assert_close(full.fc7_features(x), ref, rtol=1e-4, atol=1e-5)
+    bf = test_time_fc(head, None, "bfloat16")
+    got = bf.fc7_features(x)
+    assert got.dtype == torch.float32 and head.fc6.weight.dtype == torch.float32  # the head is not converted
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()  # bf16: 8 mantissa bits
+    with pytest.raises(ValueError, match="fc_dtype"):
+        from spp_det.config import config_from_dict
+        config_from_dict({"test": {"fc_dtype": "float16"}})
