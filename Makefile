@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARED_REAL13 ?= ../shared/data/voc2007-test-real13/JPEGImages
 
-.PHONY: venv demo demo-5scale demo-zf5 demo-combine test clean-demo
+.PHONY: venv demo demo-5scale demo-zf5 demo-combine demo-fc-options demo-rcnn timing test clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,29 @@ demo-combine: demo-zf5
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml
 	$(PY) tools/combine_models.py --configs configs/demo.yaml configs/demo_zf5.yaml --out runs/demo_combined
 
+# Speed (docs/BENCHMARKS.md):
+#   demo-fc-options  the trained demo tested with truncated-SVD fc6/fc7 and with bf16 fc (mAP change)
+#   demo-rcnn        the R-CNN baseline mode on the demo's data (hours on 2 CPU cores)
+#   timing           per-part times of SPP 1-scale / 5-scale / R-CNN (ZF-5 shapes) on the 13 real photos
+demo-fc-options: demo
+	for v in svd bf16; do \
+	  mkdir -p runs/demo_$$v && cp -r runs/demo/manifests runs/demo/finetune runs/demo/svm runs/demo/bbox_reg \
+	    runs/demo/norms runs/demo_$$v/ && \
+	  $(PY) tools/run_pipeline.py --config configs/demo_$$v.yaml --stages test,eval || exit 1; \
+	done
+	$(PY) tools/compare_runs.py runs/demo runs/demo_svd runs/demo_bf16
+
+demo-rcnn: $(STAMP)
+	$(PY) tools/run_pipeline.py --config configs/demo.yaml
+	$(PY) tools/run_pipeline.py --config configs/demo_rcnn.yaml
+	$(PY) tools/compare_runs.py runs/demo runs/demo_rcnn
+
+timing: $(STAMP)
+	$(PY) tools/time_detection.py --images $(SHARED_REAL13) --rcnn-windows 250 --out runs/timing_zf5
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean-demo:
-	rm -rf runs/demo runs/demo_5scale runs/demo_zf5 runs/demo_combined data/generated
+	rm -rf runs/demo runs/demo_5scale runs/demo_zf5 runs/demo_combined runs/demo_svd runs/demo_bf16 runs/demo_rcnn \
+	  runs/timing_zf5 data/generated

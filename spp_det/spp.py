@@ -185,8 +185,8 @@ def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.T
 # into the output row.  The running max ping-pongs between two buffers: updating one buffer in
 # place compiles to masked stores (vmaskmovps), 4.3x slower on the 2-core AMD machine (53 ms vs
 # 12 ms for level 6 of 2,000 windows).  `benchmarks/bench_spp_pool.py` (2 cores, 2,000 windows on
-# 256 x 42 x 57, one run): this kernel 0.042 s, the range-max tables 0.652 s, 4 x torchvision.ops.roi_pool
-# 0.999 s (23.8x; 10-24x across runs on the shared VM, see docs/BENCHMARKS.md).
+# 256 x 42 x 57, two idle runs): this kernel 0.034 / 0.048 s, the range-max tables 0.54 / 0.51 s,
+# 4 x torchvision.ops.roi_pool 0.59 / 0.57 s (17.4x / 11.8x the kernel); docs/BENCHMARKS.md.
 @numba.njit(inline="always", fastmath=True)
 def _max_into(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:  # pragma: no cover - compiled
     for c in range(dst.shape[0]):
