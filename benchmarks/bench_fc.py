@@ -14,21 +14,12 @@ Usage: python benchmarks/bench_fc.py [--windows 2000] [--in-dim 12800] [--fc-dim
 import argparse
 import os
 import platform
-import time
 
 import torch
 
+from timer import best_of
+
 from spp_det.head import SPPHead, batched, test_time_fc
-
-
-def best_of(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def cpu_flags() -> str:

@@ -12,24 +12,15 @@ Usage: python benchmarks/bench_spp_pool.py [--channels 256] [--windows 2000] [--
 import argparse
 import os
 import platform
-import time
 
 import numba
 import numpy as np
 import torch
 import torchvision.ops as tvops
 
+from timer import best_of
+
 from spp_det.spp import spp_pool, spp_pool_reference
-
-
-def best_of(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
