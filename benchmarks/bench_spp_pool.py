@@ -60,6 +60,21 @@ def main() -> None:
     print(f"  per-window adaptive max pool     {t_ref:8.4f} s   ({t_ref / t['kernel']:.1f}x slower)")
     print(f"  4 x torchvision.ops.roi_pool     {t_roi:8.4f} s   ({t_roi / t['kernel']:.1f}x slower)")
     few_large_windows(rng, a.repeat)
+    output_allocation(a.windows, a.repeat)
+
+
+def output_allocation(windows: int, repeat: int) -> None:
+    """Why the kernel's output comes from numpy: allocating and first-touching the pooled output."""
+    shape = (windows, 12800)
+
+    def touch(arr) -> None:
+        arr[:, ::1024] = 1  # one write per 4 kB page
+
+    t_np = best_of(lambda: touch(np.empty(shape, np.float32)), repeat)
+    t_torch = best_of(lambda: touch(torch.empty(shape).numpy()), repeat)
+    print(f"output allocation, {windows} x 12800 float32 ({windows * 12800 * 4 / 1e6:.0f} MB), first touch:")
+    print(f"  np.empty (transparent huge pages) {t_np:8.4f} s")
+    print(f"  torch.empty                       {t_torch:8.4f} s")
 
 
 def few_large_windows(rng: np.random.Generator, repeat: int) -> None:

@@ -83,7 +83,7 @@ class FastFc(nn.Module):
 
     def __init__(self, head: SPPHead, svd: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.in_dim, self.dtype = head.in_dim, dtype
+        self.dtype = dtype
         self.fc6 = truncated_svd(head.fc6, svd[0]) if svd else copy.deepcopy(head.fc6)
         self.fc7 = truncated_svd(head.fc7, svd[1]) if svd else copy.deepcopy(head.fc7)
         self.to(dtype)

@@ -74,11 +74,12 @@ def warp_plan(box: Sequence[float], image_hw: tuple[int, int], size: int = 227, 
 
 
 def warp_window(image: np.ndarray, box: Sequence[float], size: int = 227, context: int = 16,
-                fill: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+                fill: Sequence[float] = (0.0, 0.0, 0.0), out: Optional[np.ndarray] = None) -> np.ndarray:
     """float32 ``(size, size, 3)`` canvas of one window (same channel order as ``image``);
-    pixels outside the image are ``fill`` (the network's mean pixel)."""
+    pixels outside the image are ``fill`` (the network's mean pixel).  ``out``: write into this
+    float32 ``(size, size, 3)`` array instead of a new one."""
     p = warp_plan(box, image.shape[:2], size, context)
-    canvas = np.empty((size, size, 3), np.float32)
+    canvas = np.empty((size, size, 3), np.float32) if out is None else out
     canvas[:] = np.asarray(fill, np.float32)
     region = image[p.y1:p.y2, p.x1:p.x2]
     canvas[p.top:p.top + p.h, p.left:p.left + p.w] = cv2.resize(region, (p.w, p.h), interpolation=cv2.INTER_LINEAR)
@@ -112,15 +113,11 @@ class RCNNPooler:
 
     def canvases(self, image_bgr: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
         """Network input ``(N, 3, size, size)`` (channels-last memory) of internal boxes ``(N, 4)``:
-        warped (:func:`warp_window`'s geometry) and normalised."""
+        warped (:func:`warp_window`) and normalised."""
         pre = self.backbone.preprocess
-        S = self.size
-        x = np.empty((len(boxes), S, S, 3), np.float32)
-        x[:] = self.fill_bgr
+        x = np.empty((len(boxes), self.size, self.size, 3), np.float32)
         for k, b in enumerate(boxes):
-            p = warp_plan(b, image_bgr.shape[:2], S, self.context)
-            x[k, p.top:p.top + p.h, p.left:p.left + p.w] = cv2.resize(image_bgr[p.y1:p.y2, p.x1:p.x2], (p.w, p.h),
-                                                                      interpolation=cv2.INTER_LINEAR)
+            warp_window(image_bgr, b, self.size, self.context, self.fill_bgr, out=x[k])
         t = torch.from_numpy(x)
         if pre.order == "rgb":
             t = t.flip(-1)
@@ -153,17 +150,8 @@ class RCNNPooler:
 
 
 class ImageInputs:
-    """Drop-in for :class:`spp_det.features.Conv5Cache` in R-CNN mode: ``load`` gives the image."""
-
-    def __init__(self) -> None:
-        self.dirs: dict = {}
-        self.scales: list[int] = []
-
-    def missing(self, records) -> list:
-        return []
-
-    def build(self, records, device=None, progress: bool = True) -> None:
-        return None  # nothing to precompute: R-CNN runs the network per window
+    """Stands for :class:`spp_det.features.Conv5Cache` in R-CNN mode (``Workspace.window_inputs``):
+    ``load`` gives the image, which :class:`RCNNPooler` takes where the SPP pooler takes conv maps."""
 
     def load(self, record) -> np.ndarray:
         return record.load()

@@ -182,10 +182,10 @@ def _pool_level_sparse(fmap: torch.Tensor, cells: np.ndarray, n: int) -> torch.T
 
 # The CPU kernel.  One pass per window over the cells of its finest level's bins, channels
 # innermost (contiguous, vectorised), the coarser levels reduced from those bins, written straight
-# into the output row.  The running max ping-pongs between two buffers: updating one buffer in
-# place compiles to masked stores (vmaskmovps), 4.3x slower on the 2-core AMD machine (53 ms vs
-# 12 ms for level 6 of 2,000 windows).  `benchmarks/bench_spp_pool.py` (2 cores, 2,000 windows on
-# 256 x 42 x 57, two idle runs): this kernel 0.034 / 0.048 s, the range-max tables 0.54 / 0.51 s,
+# into the output row.  The running max ping-pongs between two buffers: an in-place update compiles
+# to masked stores (vmaskmovps), which were several times slower on the 2-core AMD machine while
+# developing it (not kept as a benchmark).  `benchmarks/bench_spp_pool.py` (2 cores, 2,000 windows
+# on 256 x 42 x 57, two idle runs): this kernel 0.034 / 0.048 s, the range-max tables 0.54 / 0.51 s,
 # 4 x torchvision.ops.roi_pool 0.59 / 0.57 s (17.4x / 11.8x the kernel); docs/BENCHMARKS.md.
 @numba.njit(inline="always", fastmath=True)
 def _max_into(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -238,7 +238,7 @@ def _spp_kernel(fmap: np.ndarray, cells: np.ndarray, levels: np.ndarray, source:
 
 def _spp_pool_kernel(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int]) -> torch.Tensor:
     C = fmap.shape[0]
-    direct, source = _derive_plan(levels)
+    _, source = _derive_plan(levels)
     levels = [int(n) for n in levels]
     # finer levels first, so a reduced level's source bins exist when it is computed
     order = sorted(range(len(levels)), key=lambda k: -levels[k])
@@ -247,8 +247,8 @@ def _spp_pool_kernel(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int
     src = np.array([pos[source.get(n, n)] for n in lv.tolist()], np.int64)
     col = np.cumsum([0] + [C * n * n for n in levels])[:-1]
     offsets = np.array([col[k] for k in order], np.int64)
-    # numpy's allocator asks for transparent huge pages: first-touching the 100 MB output of 2,000
-    # windows takes 11 ms instead of torch.empty's 50 ms on the 2-core machine
+    # numpy's allocator asks for transparent huge pages, so first-touching the 100 MB output of 2,000
+    # windows is several times faster than with torch.empty (bench_spp_pool.py, "output allocation")
     out = np.empty((len(cells), C * sum(n * n for n in levels)), np.float32)
     hwc = fmap.detach().to(torch.float32).permute(1, 2, 0).contiguous().numpy()
     _spp_kernel(hwc, np.ascontiguousarray(cells, np.int64), lv, src, offsets, out)

@@ -7,7 +7,8 @@ warping them), ``fc`` (fc6, fc7), ``svm`` (scoring), ``bbox_reg`` (regressing th
 windows above the threshold), ``nms``.  ``total`` excludes proposals, as the
 paper's Table 10 does.  Every timed section ends with a device synchronisation
 on GPU.  The timed path computes exactly what :meth:`TrainedModels.detect`
-computes (``tests/test_timing.py`` checks the detections are equal).
+computes with the default ``test.bbox_reg_order: before_nms`` (``tests/test_timing.py``
+checks the detections are equal).
 
 Models: a trained experiment's (:func:`models_from_workspace`), or the paper's
 shapes with random weights (:func:`paper_shaped_models`: time does not depend
@@ -23,11 +24,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .bbox_reg import decode
-from .boxes import clip_boxes
 from .config import TestConfig
 from .data.images import resize_short_side
-from .detect import Detections, bbox_deltas, combine, svm_scores
+from .detect import Detections, candidates, combine, svm_scores
 from .features import WindowPooler
 from .head import SPPHead, batched
 from .models import Backbone
@@ -143,19 +142,12 @@ def time_image(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.
     t = time.perf_counter()
     scores = svm_scores(fc7, models.svm)
     times["svm"] = time.perf_counter() - t
-    cfg, (H, W) = models.test_cfg, image_bgr.shape[:2]
     pool5 = pooled.numpy() if models.bbox_reg is not None else None
-    t = time.perf_counter()
-    cands = []
-    for c in range(scores.shape[1]):  # detect.candidates, timed apart from the NMS
-        keep = np.nonzero(scores[:, c] > cfg.score_thresh)[0]
-        if len(keep):
-            b = boxes[keep] if pool5 is None else decode(boxes[keep], bbox_deltas(pool5[keep], models.bbox_reg, c))
-            cands.append(Detections(clip_boxes(b, H, W), scores[keep, c].astype(np.float32),
-                                    np.full(len(keep), c, np.int64)))
+    t = time.perf_counter()  # detect.postprocess (before_nms order), its two halves timed apart
+    cands = candidates(boxes, scores, image_bgr.shape[:2], models.test_cfg, pool5, models.bbox_reg)
     times["bbox_reg"] = time.perf_counter() - t
     t = time.perf_counter()
-    dets = combine([Detections.concat(cands)], scores.shape[1], cfg)
+    dets = combine([cands], scores.shape[1], models.test_cfg)
     times["nms"] = time.perf_counter() - t
     if factor != 1.0:  # every part scales with the number of windows
         times = {k: v * factor for k, v in times.items()}
@@ -238,8 +230,9 @@ def run_timing(image_paths: Sequence[str], methods: Sequence[Method], models: Mo
         t_prop.append(time.perf_counter() - t)
         images.append(img)
     if calibrate:  # random SVMs: offset on the first image's SPP features
+        spp = next((m for m in methods if m.kind == "spp"), Method("cal", "spp", (688,)))
         with torch.no_grad():
-            pooled = pool_windows(Method("cal", "spp", (688,)), models, images[0], windows[0], dict.fromkeys(PARTS, 0.0))
+            pooled = pool_windows(spp, models, images[0], windows[0], dict.fromkeys(PARTS, 0.0))
         calibrate_svms(models, _fc(models, pooled))
     for m in methods:  # warm-up: first-call compilation, allocator growth, oneDNN kernel selection
         n = min(len(windows[0]), 128) if m.kind == "rcnn" else len(windows[0])
