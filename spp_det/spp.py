@@ -25,8 +25,12 @@ then ``left = floor((x1_s - cell0 + offset) / S + 0.5)`` and
 ``right = ceil((x2_s - cell0 - offset) / S - 0.5)`` with ``offset = S/2 - 1.5``
 (6.5 for S = 16): cells whose centres lie within ``[x1 - 1.5, x2 + 1.5]``.
 
-Both rules: where ``left > right`` both become their midpoint rounded half up,
-then both are clamped to the map.
+Where ``left > right`` (a window between two cell centres) both become one
+cell: ``"paper"``: their midpoint rounded half up; ``"offset"``: the released
+code's C integer division of the 1-based indices, ``(l + r) / 2`` truncated
+toward zero (``spm_pool_caffe_mex.cpp``), i.e. ``trunc((left + right + 2) / 2) - 1``
+0-based, which rounds a half-way midpoint *down* where the paper rule rounds
+it up.  Then both are clamped to the map.
 
 Pyramid pooling
 ---------------
@@ -91,7 +95,10 @@ def project_to_cells(boxes_resized: np.ndarray, geometry: Geometry, map_hw: tupl
     else:
         raise ValueError(f"unknown projection rule {rule!r} (use 'paper' or 'offset')")
     bad = lo > hi
-    mid = np.floor((lo + hi) / 2.0 + 0.5)
+    if rule == "offset":  # C's int (l1 + r1) / 2 on 1-based cells (l1 = lo + 1): truncation toward zero
+        mid = np.trunc((lo + hi + 2.0) / 2.0) - 1.0
+    else:
+        mid = np.floor((lo + hi) / 2.0 + 0.5)
     lo = np.where(bad, mid, lo)
     hi = np.where(bad, mid, hi)
     limits = np.array([map_hw[1] - 1, map_hw[0] - 1], dtype=np.float64)

@@ -46,8 +46,8 @@ def offset_rule_brute_1based(x0, x1, s, short, size):
     x1s = (x1 - 1) * (s - 1) / (short - 1) + 1
     a = math.floor((x0s - 21 + 6.5) / 16 + 0.5) + 1
     b = math.ceil((x1s - 21 - 6.5) / 16 - 0.5) + 1
-    if a > b:
-        a = b = math.floor((a + b) / 2 + 0.5)
+    if a > b:  # C: x0_norm = (x0_norm + x1_norm) / 2 on ints, truncating toward zero
+        a = b = int((a + b) / 2)
     return min(max(a, 1), size), min(max(b, 1), size)
 
 
@@ -120,6 +120,39 @@ def test_offset_projection_matches_released_formula():
     for b, c in zip(boxes1, cells):
         assert (c[0] + 1, c[2] + 1) == offset_rule_brute_1based(b[0], b[2], s, min(H, W), map_w)
         assert (c[1] + 1, c[3] + 1) == offset_rule_brute_1based(b[1], b[3], s, min(H, W), map_h)
+
+
+def test_offset_rule_empty_window_takes_the_released_codes_truncated_midpoint():
+    # Hand-worked, ZF-5 geometry (cell k centred on 0-based pixel 16 k + 20), scale = shorter side so
+    # boxes are not rescaled.  A 1-pixel window on 0-based pixel 109 (1-based 110) lies between cell
+    # centres 100 (cell 5) and 116 (cell 6).  Released code, 1-based:
+    #   x0' = floor((110 - 21 + 6.5) / 16 + 0.5) + 1 = floor(6.47) + 1 = 7
+    #   x1' = ceil((110 - 21 - 6.5) / 16 - 0.5) + 1 = ceil(4.66) + 1 = 6
+    # empty, so both become (7 + 6) / 2 = 6 in C (1-based) = cell 5 (0-based); rounding half up gave 6.
+    geom = Geometry(16, 20.0)
+    box = np.array([[109.0, 109.0, 109.0, 109.0]])
+    assert boxes_to_cells(box, (400, 400), 400, geom, (25, 25), "offset").tolist() == [[5, 5, 5, 5]]
+    # the paper rule keeps its documented choice: strictly-inside cells left = floor(89 / 16) + 1 = 6,
+    # right = ceil(89 / 16) - 1 = 5: midpoint 5.5 rounded half up = 6
+    assert boxes_to_cells(box, (400, 400), 400, geom, (25, 25), "paper").tolist() == [[6, 6, 6, 6]]
+    # near the border the C sum is negative: (0 + -1) / 2 truncates to 0, clamped to cell 1 (1-based)
+    assert boxes_to_cells(np.zeros((1, 4)), (400, 400), 400, geom, (25, 25), "offset").tolist() == [[0, 0, 0, 0]]
+
+
+def test_released_float32_bin_bounds_equal_ours_for_the_paper_levels():
+    # spm_pool_caffe_mex.cpp computes bin i of n over h cells as floor(float(i) / n * h) ..
+    # ceil(float(i + 1) / n * h) in float32; ours (and brute_pool's) are the exact floor(i h / n) ..
+    # ceil((i + 1) h / n).  For the levels 1, 2, 3, 6 they agree for every window up to 400 cells
+    # (level 5 would not: h = 25, bin 2 ends at 16 in float32, 15 exactly).
+    f32 = np.float32
+    h = np.arange(1, 401)
+    for n in (1, 2, 3, 6):
+        for i in range(n):
+            c_start = np.floor(f32(f32(i) / f32(n)) * h.astype(f32)).astype(np.int64)
+            c_end = np.ceil(f32(f32(i + 1) / f32(n)) * h.astype(f32)).astype(np.int64)
+            np.testing.assert_array_equal(c_start, (i * h) // n)
+            np.testing.assert_array_equal(c_end, -((-(i + 1) * h) // n))
+    assert np.ceil(f32(f32(3) / f32(5)) * f32(25)) == 16 and -((-3 * 25) // 5) == 15
 
 
 def test_offset_rule_keeps_centres_within_margin():
