@@ -32,7 +32,7 @@ class Detector:
         self.ws = ws
         self.models = TrainedModels.from_workspace(ws)
         self.classes = ws.classes
-        self.backbone = ws.backbone.to(ws.device)
+        self.backbone = ws.detection_backbone.to(ws.device)
 
     @classmethod
     def from_workdir(cls, workdir: str | Path, device: Optional[str] = None) -> "Detector":

@@ -56,9 +56,9 @@ def train_bbox_regressors(ws: Workspace, progress: bool = True) -> Path:
     cfg, bcfg = ws.cfg, ws.cfg.bbox_reg
     split = cfg.dataset.train_split
     records = ws.dataset(split).records
-    cache = ws.window_inputs()
+    cache = ws.detection_inputs()
     feats = WindowFeatures(ws.pooler(), "pool5")
-    scale = feature_scale(ws, feats, split, cache, progress)
+    scale = feature_scale(ws, feats, split, cache, progress, ws.conv_tuned)
     C = len(ws.classes)
     t0 = time.perf_counter()
     # pass 1: choose windows (indices only)

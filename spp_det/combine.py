@@ -60,7 +60,7 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
         if v not in m.variants():
             raise ValueError(f"{ws.root}: has no variant {v!r} (has {m.variants()})")
     approx = [n for n, ws in zip(names, workspaces) if ws.cfg.test.bbox_reg_order == "after_nms"]
-    caches = [ws.window_inputs() for ws in workspaces]
+    caches = [ws.detection_inputs() for ws in workspaces]
     cfg = ref.cfg.test
     per_model: list[list[tuple[str, Detections]]] = [[] for _ in workspaces]
     united: list[tuple[str, Detections]] = []

@@ -7,7 +7,7 @@ code differs, the alternative is a value of the same option:
 option                       paper (default)        released code
 ===========================  =====================  ===========================
 model.projection             ``paper``              ``offset``
-finetune.base_lr/lr_steps    1e-4, [250000]; 300k   1e-3, [30000, 60000]; 70k
+finetune (recipe ``paper``)  1e-4, [250000]; 300k   1e-3, [30000, 60000]; 70k
 svm.prune_neg_overlap        0.7 (paper) / null     null (not in released code)
 test.bbox_reg_order          ``before_nms`` (ours)  ``after_nms``
 model.scale_select           ``paper``              ``released``
@@ -108,12 +108,38 @@ class FeaturesConfig:
     batch_windows: int = 2048  # windows per fc forward pass
 
 
+# What the fine-tuning schedule fields left null mean, per ``finetune.recipe`` (the one place these live).
+FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
+    # The paper's, for fc6/fc7 that start from a pretrained classifier (ZF-5 from SPP pre-training,
+    # AlexNet, VGG16): 250k iterations at 1e-4, then 50k at 1e-5.
+    "paper": {"iterations": 300000, "epochs": None, "base_lr": 1e-4, "lr_policy": "step", "lr_steps": [250000],
+              "warmup_iterations": 0},
+    # For fc6/fc7 that start from random (Lite0/1/2: no pretrained fc layers): a schedule measured in passes
+    # over the foreground windows, linear warm-up, cosine decay; chosen on the train/val splits of three
+    # generated families (docs/BENCHMARKS.md, "Fine-tuning recipe").
+    "random_fc": {"iterations": None, "epochs": 4.0, "base_lr": 1e-3, "lr_policy": "cosine", "lr_steps": [],
+                  "warmup_iterations": 100},
+}
+
+
 @dataclass
 class FinetuneConfig:
     enabled: bool = True
-    iterations: int = 300000
-    base_lr: float = 1e-4
-    lr_steps: list[int] = field(default_factory=lambda: [250000])
+    # "auto": "paper" when fc6/fc7 start from a pretrained net, else "random_fc" (FINETUNE_RECIPES); the
+    # recipe fills the schedule fields below that are left null
+    recipe: str = "auto"
+    iterations: Optional[int] = None  # run length in iterations ...
+    epochs: Optional[float] = None  # ... or in passes over the foreground windows (setting one unsets the other)
+    base_lr: Optional[float] = None
+    lr_policy: Optional[str] = None  # "step" (x gamma at each of lr_steps) | "cosine" (to 0 at the end)
+    lr_steps: Optional[list[int]] = None  # iterations; giving them without lr_policy means "step"
+    warmup_iterations: Optional[int] = None  # lr rises linearly from 0 over these first iterations
+    # conv fine-tuning through the pyramid (beyond the paper, as in Fast R-CNN): the last conv_layers
+    # parametrised modules of the trunk (Lite: MBConv blocks; ZF-5: conv layers) train with fc6-fc8 on
+    # image-centric batches (images_per_batch images x batch_size / images_per_batch windows, BatchNorm
+    # frozen); the later stages then pool from maps of the fine-tuned trunk (stage conv5_tuned)
+    conv_layers: int = 0
+    images_per_batch: int = 2
     gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -130,6 +156,26 @@ class FinetuneConfig:
     val_images: int = 100
     fc8_std: float = 0.01
     split: Optional[str] = None  # default: dataset.train_split
+
+    def resolved(self, recipe: str) -> "FinetuneConfig":
+        """A copy with the schedule fields left null taken from ``FINETUNE_RECIPES[recipe]``."""
+        if recipe not in FINETUNE_RECIPES:
+            raise ValueError(f"config: finetune.recipe must be 'auto' or one of {', '.join(FINETUNE_RECIPES)}, "
+                             f"not {recipe!r}")
+        preset = dict(FINETUNE_RECIPES[recipe])
+        if self.iterations is not None or self.epochs is not None:  # the user chose the length
+            preset["iterations"], preset["epochs"] = self.iterations, self.epochs
+        if self.lr_steps is not None and self.lr_policy is None:
+            preset["lr_policy"] = "step"
+        values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in preset.items()}
+        out = dataclasses.replace(self, recipe=recipe, **values)
+        if (out.iterations is None) == (out.epochs is None):
+            raise ValueError("config: give one of finetune.iterations and finetune.epochs, not both")
+        if out.lr_policy not in ("step", "cosine"):
+            raise ValueError(f"config: finetune.lr_policy must be 'step' or 'cosine', not {out.lr_policy!r}")
+        if (out.iterations is not None and out.iterations < 0) or (out.epochs is not None and out.epochs <= 0):
+            raise ValueError("config: finetune.iterations must be >= 0 and finetune.epochs > 0")
+        return out
 
 
 @dataclass
@@ -288,6 +334,14 @@ class Config:
             if self.pretrain.fc_dim != self.model.fc_dim:
                 raise ValueError(f"config: pretrain.fc_dim ({self.pretrain.fc_dim}) must equal model.fc_dim "
                                  f"({self.model.fc_dim}) so that fc6/fc7 start from the pre-trained net")
+        # a bad schedule value names its key now, not at fine-tuning ("auto" resolves once the backbone is known)
+        self.finetune.resolved("paper" if self.finetune.recipe == "auto" else self.finetune.recipe)
+        if self.finetune.conv_layers < 0 or self.finetune.images_per_batch < 1:
+            raise ValueError("config: finetune.conv_layers must be >= 0 and finetune.images_per_batch >= 1")
+        if self.finetune.conv_layers and self.mode == "rcnn":
+            raise ValueError("config: finetune.conv_layers (conv fine-tuning) is for mode 'spp', not 'rcnn'")
+        if self.finetune.conv_layers and self.finetune.val_split:
+            raise ValueError("config: finetune.val_split (snapshot choice) is not supported with finetune.conv_layers")
         if self.finetune.val_split is not None and self.finetune.val_split == self.dataset.test_split:
             raise ValueError("config: finetune.val_split must not be the test split")
         return self

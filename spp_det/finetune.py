@@ -16,15 +16,32 @@ chunk, whatever the dataset size.  Chunk ``c`` is a slice of epoch
 ``c // chunks_per_epoch``'s permutation, sampled with ``rng([seed, c])``, so a
 resumed run sees exactly the batches an uninterrupted one would.
 
-SGD with momentum and weight decay, step learning-rate schedule.  A
+SGD with momentum and weight decay.  The schedule comes from the resolved
+recipe (:data:`spp_det.config.FINETUNE_RECIPES`, :attr:`Workspace.finetune_cfg`):
+its length in iterations, or in ``epochs`` = passes over the foreground
+windows (``ceil(epochs * foreground windows / (batch_size * fg_fraction))``
+iterations); the learning rate rises linearly over ``warmup_iterations``, then
+follows ``lr_policy`` (``step``: x ``gamma`` at each of ``lr_steps``;
+``cosine``: half a cosine from ``base_lr`` to 0 at the last iteration).  A
 checkpoint (weights, optimiser state, iteration, RNG state) is written
 atomically every ``snapshot_every`` iterations and at the end; a killed run
 resumes from it.  If ``val_split`` is set, each snapshot's loss on a fixed
 sample of that split's windows picks ``best.pt``; otherwise ``best.pt`` is the
 last snapshot.  The test split is never used (the config refuses it).
+
+Conv fine-tuning (``conv_layers`` > 0, beyond the paper; Fast R-CNN's
+image-centric sampling): iteration ``it`` takes ``images_per_batch`` image
+views (a slice of epoch ``it // per_epoch``'s permutation of the views) and
+``batch_size / images_per_batch`` windows of each (``fg_fraction`` foreground
+when there are enough, the rest background), drawn with ``rng([seed, 29, it])``
+like the image's scale; each image runs through the frozen start of the trunk,
+then the trainable last ``conv_layers`` modules (:class:`ConvTuner`; BatchNorm
+frozen), and its windows are pyramid-pooled with ``spp_pool(method="roipool")``,
+which back-propagates.  The fine-tuned trunk is saved as ``trunk.pt``.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -34,15 +51,17 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from .boxes import box_iou
-from .config import Config
+from .config import Config, FinetuneConfig
 from .data.voc import ImageRecord
 from .head import SPPHead
 from .io_utils import save_json, save_torch
 from .multiscale import random_scale_indices
+from .spp import spp_pool
 from .window_features import windows_of
 from .workspace import Workspace
 
@@ -92,21 +111,20 @@ def build_window_db(ws: Workspace, split: str, flipped: bool) -> list[ImageWindo
     return db
 
 
-def sample_chunk(db: Sequence[ImageWindows], chunk: int,
-                 cfg: Config) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
+                 num_scales: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Batches of chunk ``chunk``: list of (image index, window index, label, scale index) per window.
 
     With several ``model.scales`` each window gets a uniformly random scale
     (the paper's multi-scale fine-tuning), drawn for the whole chunk from its
     own seeded stream so that a resumed run pools exactly the same features.
     """
-    ft = cfg.finetune
     n = len(db)
     per_epoch = math.ceil(n / ft.images_per_chunk)
     epoch, pos = divmod(chunk, per_epoch)
-    perm = np.random.default_rng([cfg.seed, 7, epoch]).permutation(n)
+    perm = np.random.default_rng([seed, 7, epoch]).permutation(n)
     images = perm[pos * ft.images_per_chunk:(pos + 1) * ft.images_per_chunk]
-    rng = np.random.default_rng([cfg.seed, 11, chunk])
+    rng = np.random.default_rng([seed, 11, chunk])
     fg = [(i, j) for i in images for j in db[i].fg]
     bg = [(i, j) for i in images for j in db[i].bg]
     n_fg = int(round(ft.batch_size * ft.fg_fraction))
@@ -120,14 +138,14 @@ def sample_chunk(db: Sequence[ImageWindows], chunk: int,
         return np.asarray(pool, np.int64)[idx]
 
     fg_s, bg_s = draw(fg, n_fg * nb), draw(bg, n_bg * nb)
-    scale_rng = np.random.default_rng([cfg.seed, 23, chunk])
+    scale_rng = np.random.default_rng([seed, 23, chunk])
     batches = []
     for b in range(nb):
         parts = [fg_s[b * n_fg:(b + 1) * n_fg], bg_s[b * n_bg:(b + 1) * n_bg]]
         sel = np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else np.zeros((0, 2), np.int64)
         labels = np.array([db[i].labels[j] for i, j in sel], np.int64)
         batches.append((sel[:, 0], sel[:, 1], labels,
-                        random_scale_indices(len(sel), len(cfg.model.scales), scale_rng)))
+                        random_scale_indices(len(sel), num_scales, scale_rng)))
     return batches
 
 
@@ -149,9 +167,83 @@ def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarra
     return out
 
 
-def lr_at(it: int, cfg: Config) -> float:
-    ft = cfg.finetune
+class ConvTuner:
+    """A copy of the backbone's trunk split into a frozen start and its last ``layers`` parametrised
+    modules, which train (BatchNorm layers stay frozen: statistics and affine parameters)."""
+
+    def __init__(self, backbone, layers: int):
+        self.trunk = copy.deepcopy(backbone.trunk)
+        self.preprocess = backbone.preprocess
+        children = list(self.trunk.children())
+        with_params = [i for i, m in enumerate(children) if next(m.parameters(), None) is not None]
+        if layers > len(with_params):
+            raise ValueError(f"config: finetune.conv_layers is {layers} but the {backbone.name} trunk has "
+                             f"{len(with_params)} parametrised modules")
+        cut = with_params[-layers]
+        self.start, self.tail = nn.Sequential(*children[:cut]), nn.Sequential(*children[cut:])
+        self.params = []
+        for m in self.tail.modules():
+            bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(not bn)
+                if not bn:
+                    self.params.append(p)
+
+    def train(self) -> None:
+        self.start.eval()
+        self.tail.train()
+        for m in self.tail.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+    def to(self, device) -> "ConvTuner":
+        self.trunk.to(device)
+        return self
+
+    def conv5(self, image_bgr: np.ndarray, device) -> torch.Tensor:
+        """Conv map ``(C, H', W')`` of an already-resized image, differentiable in the tail's weights."""
+        x = self.preprocess(image_bgr).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            x = self.start(x)
+        return self.tail(x)[0]
+
+
+def sample_images(db: Sequence[ImageWindows], it: int, ft: FinetuneConfig, seed: int,
+                  num_scales: int) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+    """Iteration ``it`` of image-centric sampling: ``[(view index, window indices, labels, scale index)]``."""
+    n, k = len(db), ft.images_per_batch
+    epoch, pos = divmod(it, math.ceil(n / k))
+    images = np.random.default_rng([seed, 7, epoch]).permutation(n)[pos * k:(pos + 1) * k]
+    rng = np.random.default_rng([seed, 29, it])
+    per_image = ft.batch_size // k
+    out = []
+    for i in images:
+        fg, bg = db[i].fg, db[i].bg
+        n_fg = min(len(fg), int(round(per_image * ft.fg_fraction)))
+        n_bg = per_image - n_fg if len(bg) else 0
+        pick = np.concatenate([rng.choice(fg, n_fg, replace=False) if n_fg else np.zeros(0, np.int64),
+                               rng.choice(bg, n_bg, replace=len(bg) < n_bg) if n_bg else np.zeros(0, np.int64)])
+        scale = int(rng.integers(num_scales)) if num_scales > 1 else 0
+        if len(pick):
+            out.append((int(i), pick.astype(np.int64), db[i].labels[pick], scale))
+    return out
+
+
+def lr_at(it: int, ft: FinetuneConfig, total: int) -> float:
+    """Learning rate of iteration ``it`` (0-based) of a ``total``-iteration run (module docstring)."""
+    if it < ft.warmup_iterations:
+        return ft.base_lr * (it + 1) / ft.warmup_iterations
+    if ft.lr_policy == "cosine":
+        start = min(ft.warmup_iterations, total - 1)
+        return ft.base_lr * 0.5 * (1.0 + math.cos(math.pi * (it - start) / max(1, total - start)))
     return ft.base_lr * ft.gamma ** sum(it >= s for s in ft.lr_steps)
+
+
+def run_length(ft: FinetuneConfig, num_fg: int) -> int:
+    """Iterations of the run: ``iterations``, or ``epochs`` passes over ``num_fg`` foreground windows."""
+    if ft.epochs is None:
+        return int(ft.iterations)
+    return max(1, math.ceil(ft.epochs * num_fg / max(1, round(ft.batch_size * ft.fg_fraction))))
 
 
 def build_head(ws: Workspace) -> SPPHead:
@@ -192,9 +284,46 @@ def _evaluate(head: SPPHead, val: tuple[torch.Tensor, torch.Tensor], device: tor
     return {"loss": float(F.cross_entropy(logits, y)), "acc": float((logits.argmax(1) == y).float().mean())}
 
 
+def _window_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int):
+    """``(features (B, D), labels (B,))`` of every iteration from ``start`` on, pooled from the conv5 cache."""
+    pooler, cache, it = ws.pooler(), ws.window_inputs(), start
+    while True:
+        chunk, skip = divmod(it, ft.batches_per_chunk)
+        batches = sample_chunk(db, chunk, ft, ws.cfg.seed, len(ws.scales))[skip:]
+        feats = pool_selection(ws, db, np.concatenate([b[0] for b in batches]),
+                               np.concatenate([b[1] for b in batches]), pooler, cache,
+                               np.concatenate([b[3] for b in batches]))
+        offset = 0
+        for _, _, labels, _ in batches:
+            yield feats[offset:offset + len(labels)], labels
+            offset += len(labels)
+            it += 1
+
+
+def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int, tuner: ConvTuner):
+    """``(features, labels)`` of every iteration from ``start`` on (image-centric, conv fine-tuning);
+    ``features`` is a function computing them with gradients into the tuner's tail."""
+    from .data.images import resize_short_side
+    pooler, device, it = ws.pooler(), ws.device, start
+    while True:
+        picked = sample_images(db, it, ft, ws.cfg.seed, len(ws.scales))
+
+        def features(picked=picked) -> torch.Tensor:
+            parts = []
+            for i, win, _, k in picked:
+                rec, scale = db[i].record, ws.scales[k]
+                fmap = tuner.conv5(resize_short_side(rec.load(), scale), device)
+                cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
+                parts.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
+            return torch.cat(parts)
+
+        yield features, np.concatenate([p[2] for p in picked])
+        it += 1
+
+
 def finetune(ws: Workspace, progress: bool = True) -> Path:
     """Run (or resume) fine-tuning; returns the path of ``best.pt`` (the head's state dict)."""
-    cfg, ft = ws.cfg, ws.cfg.finetune
+    cfg, ft = ws.cfg, ws.finetune_cfg
     out_dir = ws.root / "finetune"
     ckpt_path, best_path, log_path = out_dir / "ckpt.pt", out_dir / "best.pt", out_dir / "log.json"
     device = ws.device
@@ -202,8 +331,17 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
     if not ft.enabled or ft.iterations == 0:
         save_torch(head.state_dict(), best_path)
         return best_path
-    params = [{"params": [p for n, p in head.named_parameters() if n.endswith("weight")], "weight_decay": ft.weight_decay},
-              {"params": [p for n, p in head.named_parameters() if n.endswith("bias")], "weight_decay": 0.0}]
+    db = build_window_db(ws, ws.finetune_split, ft.use_flipped)
+    num_fg = sum(len(d.fg) for d in db)
+    total = run_length(ft, num_fg)
+    log.info("fine-tuning (recipe %s%s) on %d image views: %d fg / %d bg windows; %d iterations = %.2f passes "
+             "over the fg windows", ft.recipe, f", last {ft.conv_layers} conv modules too" if ws.conv_tuned else "",
+             len(db), num_fg, sum(len(d.bg) for d in db), total,
+             total * round(ft.batch_size * ft.fg_fraction) / max(1, num_fg))
+    tuner = ConvTuner(ws.backbone, ft.conv_layers).to(device) if ws.conv_tuned else None
+    named = list(head.named_parameters()) + ([(f"conv.{i}", p) for i, p in enumerate(tuner.params)] if tuner else [])
+    params = [{"params": [p for _, p in named if p.dim() > 1], "weight_decay": ft.weight_decay},
+              {"params": [p for _, p in named if p.dim() <= 1], "weight_decay": 0.0}]  # biases
     opt = torch.optim.SGD(params, lr=ft.base_lr, momentum=ft.momentum)
     it, history, best = 0, [], None
     torch.manual_seed(cfg.seed + 1)  # dropout masks: reproducible whatever ran before
@@ -211,57 +349,51 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("hash") == ws.stage_hash("finetune"):
             head.load_state_dict(state["head"])
+            if tuner is not None:
+                tuner.trunk.load_state_dict(state["trunk"])
             opt.load_state_dict(state["opt"])
             it, history, best = state["iter"], state["history"], state["best"]
             torch.set_rng_state(state["torch_rng"])
             log.info("resuming fine-tuning at iteration %d", it)
-    db = build_window_db(ws, ws.finetune_split, ft.use_flipped)
-    log.info("fine-tuning on %d image views: %d fg / %d bg windows", len(db),
-             sum(len(d.fg) for d in db), sum(len(d.bg) for d in db))
     val = _val_set(ws)
-    pooler, cache = ws.pooler(), ws.window_inputs()
     head.train()
-    bar = tqdm(total=ft.iterations, initial=it, desc="fine-tune", unit="it", disable=not progress)
+    if tuner is not None:
+        tuner.train()
+    batches = _image_batches(ws, db, ft, it, tuner) if tuner else _window_batches(ws, db, ft, it)
+    bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     start_it = it
-    while it < ft.iterations:
-        chunk, skip = divmod(it, ft.batches_per_chunk)
-        batches = sample_chunk(db, chunk, cfg)[skip:]
-        all_i = np.concatenate([b[0] for b in batches])
-        all_j = np.concatenate([b[1] for b in batches])
-        all_s = np.concatenate([b[3] for b in batches])
-        feats = pool_selection(ws, db, all_i, all_j, pooler, cache, all_s)
-        offset = 0
-        for _, _, labels, _ in batches:
-            x = feats[offset:offset + len(labels)].to(device)
-            y = torch.from_numpy(labels).to(device)
-            offset += len(labels)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(it, cfg)
-            loss = F.cross_entropy(head(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_acc += loss.item()
-            n_acc += 1
-            it += 1
-            bar.update(1)
-            if it % ft.snapshot_every == 0 or it == ft.iterations:
-                entry = {"iter": it, "train_loss": loss_acc / max(1, n_acc), "lr": lr_at(it - 1, cfg)}
-                loss_acc, n_acc = 0.0, 0
-                if val is not None:
-                    entry.update({f"val_{k}": v for k, v in _evaluate(head, val, device).items()})
-                history.append(entry)
-                bar.set_postfix(loss=f"{entry['train_loss']:.3f}")
-                if val is None or best is None or entry["val_loss"] < best["val_loss"]:
-                    best = entry
-                    save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
-                save_torch({"hash": ws.stage_hash("finetune"), "head": head.state_dict(), "opt": opt.state_dict(),
-                            "iter": it, "history": history, "best": best, "torch_rng": torch.get_rng_state()},
-                           ckpt_path)
-                save_json({"history": history, "best": best}, log_path)
-            if it >= ft.iterations:
-                break
+    while it < total:
+        feats, labels = next(batches)
+        x = (feats() if callable(feats) else feats).to(device)
+        y = torch.from_numpy(labels).to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, ft, total)
+        loss = F.cross_entropy(head(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_acc += loss.item()
+        n_acc += 1
+        it += 1
+        bar.update(1)
+        if it % ft.snapshot_every == 0 or it == total:
+            entry = {"iter": it, "train_loss": loss_acc / max(1, n_acc), "lr": lr_at(it - 1, ft, total)}
+            loss_acc, n_acc = 0.0, 0
+            if val is not None:
+                entry.update({f"val_{k}": v for k, v in _evaluate(head, val, device).items()})
+            history.append(entry)
+            bar.set_postfix(loss=f"{entry['train_loss']:.3f}")
+            if val is None or best is None or entry["val_loss"] < best["val_loss"]:
+                best = entry
+                if tuner is not None:  # (no snapshot choice with conv fine-tuning: best = last)
+                    save_torch({k: v.cpu() for k, v in tuner.trunk.state_dict().items()}, ws.tuned_trunk_path)
+                save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
+            save_torch({"hash": ws.stage_hash("finetune"), "head": head.state_dict(), "opt": opt.state_dict(),
+                        "trunk": tuner.trunk.state_dict() if tuner else None,
+                        "iter": it, "history": history, "best": best, "torch_rng": torch.get_rng_state()},
+                       ckpt_path)
+            save_json({"history": history, "best": best}, log_path)
     bar.close()
     dt = time.perf_counter() - t0
     if it > start_it:

@@ -44,21 +44,32 @@ class SPPHead(nn.Module):
         Fast R-CNN reuses fc6 after RoI pooling; an fc6 of exactly ``in_dim``
         inputs (SPP pre-training) is copied whole.
         """
-        if fc is None or fc.fc6_weight.shape[0] != self.fc6.out_features:
+        how = fc_init_mode(fc, self.in_dim, self.fc6.out_features, levels, channels)
+        if how is None:
             return False
         with torch.no_grad():
-            if fc.fc6_weight.shape[1] == self.in_dim:
+            if how == "whole":
                 self.fc6.weight.copy_(fc.fc6_weight)
-            elif fc.grid in levels and fc.fc6_weight.shape[1] == channels * fc.grid ** 2:
+            else:
                 start = channels * sum(n * n for n in levels[: list(levels).index(fc.grid)])
                 self.fc6.weight.zero_()
                 self.fc6.weight[:, start:start + channels * fc.grid ** 2].copy_(fc.fc6_weight)
-            else:
-                return False
             self.fc6.bias.copy_(fc.fc6_bias)
             self.fc7.weight.copy_(fc.fc7_weight)
             self.fc7.bias.copy_(fc.fc7_bias)
         return True
+
+
+def fc_init_mode(fc: Optional[FcInit], in_dim: int, fc_dim: int, levels: Sequence[int], channels: int) -> Optional[str]:
+    """How :meth:`SPPHead.init_from` would use pretrained ``fc``: ``"whole"`` (fc6 of exactly ``in_dim``
+    inputs), ``"level"`` (a ``g x g`` grid fc6 into pyramid level ``g``) or ``None`` (fc6/fc7 start random)."""
+    if fc is None or fc.fc6_weight.shape[0] != fc_dim:
+        return None
+    if fc.fc6_weight.shape[1] == in_dim:
+        return "whole"
+    if fc.grid in levels and fc.fc6_weight.shape[1] == channels * fc.grid ** 2:
+        return "level"
+    return None
 
 
 def truncated_svd(layer: nn.Linear, rank: int) -> nn.Sequential:

@@ -68,10 +68,12 @@ class TrainedModels:
 
     @torch.no_grad()
     def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
-               nms: bool = True) -> dict[str, Detections]:
+               nms: bool = True, base_maps: Optional[Sequence[torch.Tensor]] = None) -> dict[str, Detections]:
         """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image;
         ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale);
-        in R-CNN mode the BGR image itself (:class:`spp_det.rcnn.RCNNPooler`).
+        in R-CNN mode the BGR image itself (:class:`spp_det.rcnn.RCNNPooler`).  With conv
+        fine-tuning ``maps`` are the fine-tuned trunk's and ``base_maps`` the ImageNet trunk's, which
+        the no-fine-tuning ``pool5`` variant was trained on (default: ``maps``).
 
         ``nms=False`` gives the per-class :func:`candidates` instead (thresholded,
         regressed when the order is ``before_nms``): what model combination unites.
@@ -87,7 +89,8 @@ class TrainedModels:
         if self.bbox_reg is not None:
             todo["fc7_bbox"] = (s_fc7, self.bbox_reg)
         if self.svm_pool5 is not None:
-            todo["pool5"] = (svm_scores(pool5, self.svm_pool5), None)
+            base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
+            todo["pool5"] = (svm_scores(base, self.svm_pool5), None)
         finish = postprocess if nms else candidates
         return {v: finish(boxes, sc, image_hw, self.test_cfg, pool5, reg) for v, (sc, reg) in todo.items()}
 
@@ -104,12 +107,14 @@ def run_test(ws: Workspace, progress: bool = True) -> list[str]:
     """Detect on every test image; write comp4 files per variant; returns the variant names."""
     split = ws.cfg.dataset.test_split
     models = TrainedModels.from_workspace(ws)
-    cache = ws.window_inputs()
+    cache = ws.detection_inputs()
+    base = ws.window_inputs() if ws.conv_tuned and models.svm_pool5 is not None else None
     collected: dict[str, list[list[tuple[str, Detections]]]] = {v: [] for v in models.variants()}
     t0 = time.perf_counter()
     records = ws.dataset(split).records
     for r in tqdm(records, desc="test", unit="img", disable=not progress):
-        res = models.detect(cache.load(r), ws.boxes_for(r, split), (r.height, r.width))
+        res = models.detect(cache.load(r), ws.boxes_for(r, split), (r.height, r.width),
+                            base_maps=base.load(r) if base is not None else None)
         for v, d in res.items():
             collected[v].append((r.image_id, d))
     dt = time.perf_counter() - t0

@@ -2,7 +2,11 @@
 
 ``run_pipeline(cfg)`` runs, in order::
 
-    dataset -> pretrain -> proposals -> conv5 -> finetune -> svm_pool5 -> svm -> bbox_reg -> test -> eval
+    dataset -> pretrain -> proposals -> conv5 -> finetune -> conv5_tuned -> svm_pool5 -> svm -> bbox_reg
+            -> test -> eval
+
+(``conv5_tuned`` recomputes the maps with the conv-fine-tuned trunk when
+``finetune.conv_layers`` > 0 and does nothing otherwise.)
 
 A stage whose manifest holds the current hash of the config values it
 depends on (see :meth:`Workspace.stage_hash`) and whose outputs exist is
@@ -21,7 +25,8 @@ from .io_utils import save_json, save_text
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
-STAGES = ("dataset", "pretrain", "proposals", "conv5", "finetune", "svm_pool5", "svm", "bbox_reg", "test", "eval")
+STAGES = ("dataset", "pretrain", "proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg",
+          "test", "eval")
 
 
 def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
@@ -113,7 +118,19 @@ def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
 
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
     from .finetune import finetune
-    return [finetune(ws, progress)]
+    return [finetune(ws, progress)] + ([ws.tuned_trunk_path] if ws.conv_tuned else [])
+
+
+def stage_conv5_tuned(ws: Workspace, progress: bool) -> list[Path]:
+    """conv5 of the train and test images with the conv-fine-tuned trunk (what SVMs, box regression and
+    test then pool from); nothing without conv fine-tuning."""
+    if not ws.conv_tuned:
+        return []
+    d = ws.cfg.dataset
+    records = {r.key: r for split in dict.fromkeys([d.train_split, d.test_split]) for r in ws.dataset(split).records}
+    cache = ws.conv5_cache(tuned=True)
+    cache.build(list(records.values()), ws.device, progress)
+    return list(cache.dirs.values())
 
 
 def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
@@ -188,8 +205,8 @@ def stagewise_table(results: dict, split: str) -> str:
 
 
 STAGE_FUNCS: dict[str, Callable[[Workspace, bool], list[Path]]] = {
-    "dataset": stage_dataset, "pretrain": stage_pretrain, "proposals": stage_proposals, "conv5": stage_conv5, "finetune": stage_finetune,
-    "svm_pool5": stage_svm_pool5, "svm": stage_svm, "bbox_reg": stage_bbox_reg, "test": stage_test,
+    "dataset": stage_dataset, "pretrain": stage_pretrain, "proposals": stage_proposals, "conv5": stage_conv5,
+    "finetune": stage_finetune, "conv5_tuned": stage_conv5_tuned, "svm_pool5": stage_svm_pool5, "svm": stage_svm, "bbox_reg": stage_bbox_reg, "test": stage_test,
     "eval": stage_eval,
 }
 
@@ -198,8 +215,10 @@ def upstream(ws: Workspace, stage: str) -> list[str]:
     """Stages whose outputs ``stage`` reads (for the current config)."""
     c = ws.cfg
     pre = ["pretrain"] if c.backbone.weights == "pretrain" else []
-    deps = {"pretrain": [], "proposals": [], "conv5": pre, "finetune": ["proposals", "conv5"], "svm_pool5": ["proposals", "conv5"],
-            "svm": ["finetune"], "bbox_reg": ["proposals", "conv5"], "eval": ["test"],
+    tuned = ["conv5_tuned"] if ws.conv_tuned else []
+    deps = {"pretrain": [], "proposals": [], "conv5": pre, "finetune": ["proposals", "conv5"],
+            "conv5_tuned": ["finetune"], "svm_pool5": ["proposals", "conv5"],
+            "svm": ["finetune"] + tuned, "bbox_reg": ["proposals", "conv5"] + tuned, "eval": ["test"],
             "test": ["svm"] + (["bbox_reg"] if c.bbox_reg.enabled else [])
             + (["svm_pool5"] if c.svm.pool5_baseline else [])}
     return deps.get(stage, [])

@@ -271,17 +271,24 @@ def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
     Methods, all exact and equal: ``"kernel"`` the compiled CPU kernel above;
     ``"tables"`` range-max lookups in torch (:func:`_pool_level_sparse`; runs
     on any device); ``"windows"`` :func:`spp_pool_reference`, one adaptive max
-    pool per window and level.  ``"auto"``: the kernel for CPU maps, the tables
-    for maps on a GPU.  Only the levels that no finer level is a multiple of
-    are pooled from the map; the others are reduced from them.
+    pool per window and level; ``"roipool"`` one ``torchvision.ops.roi_pool``
+    per level (a cell window ``[x1, x2]`` at spatial scale 1 has exactly our
+    bins; the only method that back-propagates into ``fmap``: conv
+    fine-tuning).  ``"auto"``: the kernel for CPU maps, the tables for maps on
+    a GPU.  Only the levels that no finer level is a multiple of are pooled
+    from the map; the others are reduced from them (except ``"roipool"``).
     """
     C = fmap.shape[0]
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
     N = len(cells)
     if N == 0:
         return fmap.new_zeros((0, C * sum(n * n for n in levels)))
-    if method not in ("auto", "kernel", "tables", "windows"):
-        raise ValueError(f"unknown SPP method {method!r} (auto, kernel, tables, windows)")
+    if method not in ("auto", "kernel", "tables", "windows", "roipool"):
+        raise ValueError(f"unknown SPP method {method!r} (auto, kernel, tables, windows, roipool)")
+    if method == "roipool":
+        from torchvision.ops import roi_pool
+        rois = torch.cat([fmap.new_zeros((N, 1)), torch.from_numpy(cells).to(fmap)], 1)
+        return torch.cat([roi_pool(fmap[None], rois, n, 1.0).reshape(N, C * n * n) for n in levels], 1)
     if method == "auto":
         method = "kernel" if fmap.device.type == "cpu" else "tables"
     if method == "kernel":

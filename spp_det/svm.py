@@ -120,9 +120,10 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
     cfg, scfg = ws.cfg, ws.cfg.svm
     split = cfg.dataset.train_split
     records = ws.dataset(split).records
-    cache = ws.window_inputs()
+    tuned = kind == "fc7" and ws.conv_tuned  # the no-fine-tuning baseline always pools the ImageNet trunk's maps
+    cache = ws.window_inputs(tuned)
     feats = WindowFeatures(ws.pooler(), kind, head, ws.device, cfg.features.batch_windows)
-    scale = feature_scale(ws, feats, split, cache, progress)
+    scale = feature_scale(ws, feats, split, cache, progress, tuned)
     C = len(ws.classes)
     t0 = time.perf_counter()
 

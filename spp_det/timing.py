@@ -86,7 +86,7 @@ def models_from_workspace(ws) -> Models:
     """The trained models of an experiment (its backbone, test-time fc, SVMs, box regressors)."""
     from .inference import TrainedModels
     tm = TrainedModels.from_workspace(ws)
-    return Models(ws.backbone.to(ws.device), tm.head, tm.svm_fc7, tm.bbox_reg, ws.cfg.test,
+    return Models(ws.detection_backbone.to(ws.device), tm.head, tm.svm_fc7, tm.bbox_reg, ws.cfg.test,
                   tuple(ws.cfg.model.spp_levels), ws.device, ws.cfg.features.batch_windows)
 
 

@@ -51,15 +51,16 @@ def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) 
 
 
 def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5Cache,
-                  progress: bool = True) -> float:
-    """``target / mean L2 norm`` over a seeded sample of windows of ``split``.
+                  progress: bool = True, tuned: bool = False) -> float:
+    """``target / mean L2 norm`` over a seeded sample of windows of ``split``; ``cache`` holds the maps
+    of the ImageNet trunk, or of the conv-fine-tuned one if ``tuned``.
 
     Stored in ``<workdir>/norms/`` under a hash of everything it depends on, so
     stages that share a feature kind (pool5: the baseline SVMs and the box
     regressors) measure it once.
     """
     n = ws.cfg.norm
-    key = stable_hash({"kind": feats.kind, "split": split, "pool": ws.pooling_key(), "norm": vars(n),
+    key = stable_hash({"kind": feats.kind, "split": split, "pool": ws.pooling_key(tuned), "norm": vars(n),
                        "seed": ws.cfg.seed, "proposals": ws.proposals_hash(split),
                        "use_difficult": ws.cfg.dataset.use_difficult,
                        "ft": ws.stage_hash("finetune") if feats.kind == "fc7" else None})

@@ -9,6 +9,8 @@ Layout (``<workdir>/``)::
     conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W'), one dir per scale
                                          (features.conv5_root moves them to a shared root)
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
+    finetune/trunk.pt                    the conv-fine-tuned trunk (finetune.conv_layers > 0)
+    conv5/<backbone>_tuned_s<scale>_<hash>/  its maps of the train and test splits (stage conv5_tuned)
     norms/<kind>_<hash>.json             feature scale 20 / mean norm (shared by stages)
     svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale
     bbox_reg/model.pt                    per-class ridge weights, feature scale
@@ -29,10 +31,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import Config
+from .config import Config, FinetuneConfig
 from .data.coco import COCODataset
 from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
 from .features import Conv5Cache, WindowPooler, resolve_device
+from .head import fc_init_mode
 from .io_utils import file_sha256, load_json, save_json, stable_hash
 from .models import Backbone, build_backbone, packaged_weights
 from .rcnn import ImageInputs, RCNNPooler
@@ -122,6 +125,19 @@ class Workspace:
                                     "(tools/pretrain_cls.py --config ...)")
         return build_backbone(self.cfg.backbone.name, w)
 
+    @functools.cached_property
+    def finetune_cfg(self) -> FinetuneConfig:
+        """``finetune`` with its recipe resolved (``auto``: ``paper`` when fc6/fc7 start from the backbone's
+        pretrained classifier, else ``random_fc``) and the schedule fields it leaves null filled in."""
+        ft = self.cfg.finetune
+        recipe = ft.recipe
+        if recipe == "auto":
+            bb, m = self.backbone, self.cfg.model
+            dim = bb.out_channels * sum(n * n for n in m.spp_levels)
+            pretrained = fc_init_mode(bb.fc_init, dim, m.fc_dim, m.spp_levels, bb.out_channels) is not None
+            recipe = "paper" if pretrained else "random_fc"
+        return ft.resolved(recipe)
+
     @property
     def scales(self) -> list[int]:
         return [int(x) for x in self.cfg.model.scales]
@@ -141,20 +157,48 @@ class Workspace:
         return WindowPooler(self.backbone, self.scales, m.spp_levels, m.projection, m.projection_offset,
                             m.scale_select)
 
-    def window_inputs(self) -> "Conv5Cache | ImageInputs":
-        """Per-image inputs of :meth:`pooler`: ``load(record)`` gives the cached conv maps (SPP mode)
-        or the image itself (R-CNN mode)."""
-        return ImageInputs() if self.rcnn_mode else self.conv5_cache()
+    def window_inputs(self, tuned: bool = False) -> "Conv5Cache | ImageInputs":
+        """Per-image inputs of :meth:`pooler`: ``load(record)`` gives the cached conv maps (SPP mode;
+        of the conv-fine-tuned trunk if ``tuned``) or the image itself (R-CNN mode)."""
+        return ImageInputs() if self.rcnn_mode else self.conv5_cache(tuned)
+
+    def detection_inputs(self) -> "Conv5Cache | ImageInputs":
+        """What the fine-tuned detector pools from (SVMs on fc7, box regression, test): the maps of the
+        conv-fine-tuned trunk when ``finetune.conv_layers`` > 0, else the ImageNet trunk's."""
+        return self.window_inputs(self.conv_tuned)
+
+    @property
+    def conv_tuned(self) -> bool:
+        """True when fine-tuning trains conv layers too (``finetune.conv_layers``): the later stages then
+        read conv5 maps recomputed with the fine-tuned trunk (:meth:`conv5_cache` ``(tuned=True)``)."""
+        return self.cfg.finetune.enabled and self.cfg.finetune.conv_layers > 0
+
+    @property
+    def tuned_trunk_path(self) -> Path:
+        return self.root / "finetune" / "trunk.pt"
+
+    @functools.cached_property
+    def detection_backbone(self) -> Backbone:
+        """The backbone of the trained detector: :attr:`backbone` with the conv-fine-tuned trunk loaded when
+        ``finetune.conv_layers`` > 0 (a separate copy: :attr:`backbone` stays the ImageNet one)."""
+        if not self.conv_tuned:
+            return self.backbone
+        if not self.tuned_trunk_path.is_file():
+            raise FileNotFoundError(f"{self.tuned_trunk_path}: not found; run the finetune stage first")
+        bb = build_backbone(self.cfg.backbone.name, self.weights_arg())
+        bb.trunk.load_state_dict(torch.load(self.tuned_trunk_path, map_location="cpu", weights_only=True))
+        return bb
 
     @property
     def conv5_root(self) -> Path:
         r = self.cfg.features.conv5_root
         return Path(r) if r else self.root / "conv5"
 
-    def conv5_cache(self) -> Conv5Cache:
-        name = self.cfg.backbone.name
-        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s)}" for s in self.scales},
-                          self.backbone)
+    def conv5_cache(self, tuned: bool = False) -> Conv5Cache:
+        """The conv5 maps at every scale: of the ImageNet trunk, or (``tuned``) of the conv-fine-tuned one."""
+        name = self.cfg.backbone.name + ("_tuned" if tuned else "")
+        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s, tuned)}" for s in self.scales},
+                          self.detection_backbone if tuned else self.backbone)
 
     # ------------------------------------------------------------------ hashes
     def weights_id(self) -> Optional[str]:
@@ -194,23 +238,27 @@ class Workspace:
                        min_size=p.min_size, max_image_side=p.max_image_side)
         return stable_hash(key)
 
-    def conv5_hash(self, scale: int) -> str:
-        """Hash of everything one scale's maps depend on (its cache directory's suffix)."""
+    def conv5_hash(self, scale: int, tuned: bool = False) -> str:
+        """Hash of everything one scale's maps depend on (its cache directory's suffix); the maps of the
+        conv-fine-tuned trunk depend on everything fine-tuning does (its stage hash)."""
         data = self.dataset_key()
         key = {"backbone": self.cfg.backbone.name, "weights": self.weights_id(), "scale": int(scale),
                "root": data["root"]}
+        if tuned:
+            key["finetune"] = self.stage_hash("finetune")
         if "coco" in data:  # COCO ids name files only through the json: follow its content
             key["coco"] = data["coco"]
         return stable_hash(key, 8)
 
-    def pooling_key(self) -> dict:
+    def pooling_key(self, tuned: bool = False) -> dict:
+        """What pooled window features depend on (maps of the ImageNet or, ``tuned``, the fine-tuned trunk)."""
         m = self.cfg.model
         if self.rcnn_mode:
             r = self.cfg.rcnn
             return {"mode": "rcnn", "backbone": self.cfg.backbone.name, "weights": self.weights_id(),
                     "levels": list(m.spp_levels), "input_size": r.input_size or self.backbone.input_size,
                     "context": r.context}
-        key = {"conv5": [self.conv5_hash(s) for s in self.scales], "levels": list(m.spp_levels),
+        key = {"conv5": [self.conv5_hash(s, tuned) for s in self.scales], "levels": list(m.spp_levels),
                "projection": m.projection, "offset": m.projection_offset}
         if len(self.scales) > 1:
             key["scale_select"] = m.scale_select
@@ -231,13 +279,18 @@ class Workspace:
             return stable_hash({"conv5": [self.conv5_hash(s) for s in self.scales], "data": self.dataset_key(), "splits": list(splits),
                                 "flip": c.finetune.use_flipped})
         if stage == "finetune":
-            return stable_hash({**base, "model": vars(c.model), "finetune": vars(c.finetune)})
+            return stable_hash({**base, "model": vars(c.model), "finetune": vars(self.finetune_cfg)})
+        if stage == "conv5_tuned":
+            return stable_hash({"conv5": [self.conv5_hash(s, True) for s in self.scales] if self.conv_tuned else None,
+                                "splits": [c.dataset.train_split, c.dataset.test_split]})
         if stage == "svm":
-            return stable_hash({**base, "ft": self.stage_hash("finetune"), "svm": vars(c.svm), "norm": vars(c.norm)})
+            return stable_hash({**base, "pool": self.pooling_key(self.conv_tuned), "ft": self.stage_hash("finetune"),
+                                "svm": vars(c.svm), "norm": vars(c.norm)})
         if stage == "svm_pool5":
             return stable_hash({**base, "svm": vars(c.svm), "norm": vars(c.norm)})
         if stage == "bbox_reg":
-            return stable_hash({**base, "bbox": vars(c.bbox_reg), "norm": vars(c.norm)})
+            return stable_hash({**base, "pool": self.pooling_key(self.conv_tuned), "bbox": vars(c.bbox_reg),
+                                "norm": vars(c.norm)})
         if stage == "test":
             deps = {s: self.stage_hash(s) for s in ("svm", "bbox_reg")}
             if c.svm.pool5_baseline:

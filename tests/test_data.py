@@ -62,6 +62,33 @@ def test_synthetic_statistics_over_many_images(tmp_path):
     assert np.mean([len(r.labels) for r in ds.records]) > 1.5
 
 
+@pytest.mark.parametrize("family,min_mean_objects", [("silhouettes", 2.5), ("photos", 1.3)])
+def test_held_out_families_are_valid_voc_sets_with_every_class(tmp_path, family, min_mean_objects):
+    from spp_det.data.synthetic import family_classes
+    classes = family_classes(family)
+    assert not set(classes) & set(CLASSES)  # other object types than the demo's
+    root = make_synthetic_voc(tmp_path / "VOC2007", seed=0, num_trainval=40, num_test=4, min_side=200, max_side=260,
+                              progress=None, family=family)
+    ds = VOCDataset(root, "trainval", classes)
+    assert (ds.num_objects() > 0).all()
+    assert np.mean([len(r.labels) for r in ds.records]) > min_mean_objects
+    assert any(r.truncated.any() for r in ds.records) and any(r.difficult.any() for r in ds.records)
+    for r in ds.records:
+        assert (r.boxes[:, :2] >= 0).all() and (r.boxes[:, 2] <= r.width - 1).all() and (r.boxes[:, 3] <= r.height - 1).all()
+    # the family is part of the dataset's identity: another family at the same root is refused
+    with pytest.raises(FileExistsError):
+        make_synthetic_voc(root, seed=0, num_trainval=40, num_test=4, min_side=200, max_side=260, progress=None)
+
+
+def test_family_config_errors_name_the_key():
+    from spp_det.config import config_from_dict
+    gen = {"family": "letters"}
+    with pytest.raises(ValueError, match="dataset.generate.family"):
+        config_from_dict({"dataset": {"classes": ["a"], "generate": gen}})
+    with pytest.raises(ValueError, match="at most 6 classes"):
+        config_from_dict({"dataset": {"classes": list("abcdefg"), "generate": {"family": "photos"}}})
+
+
 def _copy(synth, tmp_path):
     dst = tmp_path / "VOC2007"
     shutil.copytree(synth, dst)

@@ -1,4 +1,5 @@
 """Box regression targets, SVM solver settings, post-processing, fine-tuning sampling, config."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,53 @@ def test_test_time_fc_options():
     with pytest.raises(ValueError, match="fc_dtype"):
         from spp_det.config import config_from_dict
         config_from_dict({"test": {"fc_dtype": "float16"}})
+
+
+def test_finetune_recipes_fill_only_what_the_user_left_null():
+    from spp_det.config import FINETUNE_RECIPES, FinetuneConfig
+    paper = FinetuneConfig().resolved("paper")
+    assert (paper.iterations, paper.base_lr, paper.lr_steps, paper.lr_policy) == (300000, 1e-4, [250000], "step")
+    rnd = FinetuneConfig().resolved("random_fc")
+    assert rnd.iterations is None and rnd.epochs == FINETUNE_RECIPES["random_fc"]["epochs"]
+    # choosing the length in one unit unsets the other; explicit steps without a policy mean "step"
+    mine = FinetuneConfig(iterations=30, lr_steps=[20], base_lr=0.01).resolved("random_fc")
+    assert (mine.iterations, mine.epochs, mine.lr_policy, mine.base_lr) == (30, None, "step", 0.01)
+    assert FinetuneConfig(epochs=2.0).resolved("paper").iterations is None
+    with pytest.raises(ValueError, match="not both"):
+        FinetuneConfig(iterations=10, epochs=1.0).resolved("paper")
+    with pytest.raises(ValueError, match="finetune.recipe"):
+        FinetuneConfig().resolved("fast")
+
+
+def test_recipe_auto_follows_pretrained_fc(tmp_path):
+    from spp_det.config import config_from_dict
+    from spp_det.workspace import Workspace
+    lite = Workspace(config_from_dict({"backbone": {"name": "lite0", "weights": "package"}, "model": {"fc_dim": 64}}))
+    assert lite.finetune_cfg.recipe == "random_fc"
+    # a ZF-5 file with fc6/fc7 of the head's shapes (what SPP pre-training writes) -> the paper's recipe
+    from spp_det.models.zf5 import zf5_trunk
+    state = {f"trunk.{k}": v for k, v in zf5_trunk().state_dict().items()}
+    state.update({"fc6.weight": torch.zeros(64, 256 * 50), "fc6.bias": torch.zeros(64),
+                  "fc7.weight": torch.zeros(64, 64), "fc7.bias": torch.zeros(64)})
+    torch.save(state, tmp_path / "zf5.pt")
+    zf = Workspace(config_from_dict({"backbone": {"name": "zf5", "weights": str(tmp_path / "zf5.pt")},
+                                     "model": {"fc_dim": 64}}))
+    assert zf.finetune_cfg.recipe == "paper" and zf.finetune_cfg.iterations == 300000
+    # a pretrained fc of another width cannot initialise the head: random fc, random_fc recipe
+    other = Workspace(config_from_dict({"backbone": {"name": "zf5", "weights": str(tmp_path / "zf5.pt")},
+                                        "model": {"fc_dim": 128}}))
+    assert other.finetune_cfg.recipe == "random_fc"
+
+
+def test_learning_rate_schedules_match_their_formulas():
+    from spp_det.config import FinetuneConfig
+    from spp_det.finetune import lr_at, run_length
+    step = FinetuneConfig(iterations=100, base_lr=0.1, lr_steps=[50, 80]).resolved("paper")
+    assert [lr_at(i, step, 100) for i in (0, 49, 50, 79, 80)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    cos = FinetuneConfig(iterations=110, base_lr=0.2, lr_policy="cosine", warmup_iterations=10).resolved("paper")
+    assert [lr_at(i, cos, 110) for i in (0, 4, 9)] == pytest.approx([0.02, 0.1, 0.2])  # linear warm-up
+    for i in (10, 35, 60, 109):  # then 0.2 * (1 + cos(pi (i - 10) / 100)) / 2
+        assert lr_at(i, cos, 110) == pytest.approx(0.1 * (1 + math.cos(math.pi * (i - 10) / 100)))
+    # epochs: passes over the foreground windows, 32 per batch of 128 at 25 %
+    assert run_length(FinetuneConfig(epochs=2.5).resolved("random_fc"), 1000) == math.ceil(2.5 * 1000 / 32)
+    assert run_length(step, 1000) == 100

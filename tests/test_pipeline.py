@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spp_det.config import config_from_dict
+from spp_det.data.images import resize_short_side
 from spp_det.data.synthetic import CLASSES
 from spp_det.pipeline import run_pipeline, run_stage
 from spp_det.workspace import Workspace
@@ -96,10 +97,10 @@ def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
     import spp_det.finetune as ft
     real = ft.lr_at
 
-    def crash(it, c):
+    def crash(it, *rest):
         if it == 25:
             raise KeyboardInterrupt  # killed between snapshots (the last one was at 20)
-        return real(it, c)
+        return real(it, *rest)
     monkeypatch.setattr(ft, "lr_at", crash)
     with pytest.raises(KeyboardInterrupt):
         run_stage(ws2, "finetune", progress=False)
@@ -276,3 +277,49 @@ def test_rcnn_mode_runs_every_stage_on_warped_windows(trained):
         assert np.isclose(scores[:, l], s, atol=1e-4).any()
     with pytest.raises(ValueError, match="model.scales must have a single entry"):
         config_from_dict({**d, "model": {**d["model"], "scales": [224, 288]}})
+
+
+def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(trained, monkeypatch):
+    tmp, cfg, ws = trained
+    d = cfg.to_dict()
+    d["workdir"] = str(tmp / "work_conv")
+    d["features"] = {**d["features"], "conv5_root": str(ws.conv5_root)}
+    d["proposals"] = {**d["proposals"], "cache_dir": str(ws.root / "proposals")}
+    d["finetune"] = {**d["finetune"], "iterations": 6, "lr_steps": [], "snapshot_every": 3, "conv_layers": 2,
+                     "batch_size": 16}
+    ws2 = run_pipeline(config_from_dict(d), progress=False)
+    base = ws.backbone.trunk.state_dict()
+    tuned = torch.load(ws2.tuned_trunk_path, weights_only=True)
+    changed = {k.split(".")[0] for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed == {"12", "13"}  # Lite0's trunk: stem (0-2), blocks 0-10 (3-13); the last two trained
+    assert not any("running_" in k or "_bn" in k for k in base if not torch.equal(base[k], tuned[k]))  # BN frozen
+    # later stages read maps of the fine-tuned trunk: another cache directory, other maps
+    t, b = ws2.conv5_cache(tuned=True), ws2.conv5_cache()
+    assert t.dirs[224] != b.dirs[224] and b.dirs[224] == ws.conv5_cache().dirs[224]
+    rec = ws2.dataset("test").records[0]
+    assert not torch.equal(t.load(rec)[0], b.load(rec)[0])
+    np.testing.assert_allclose(t.load(rec)[0].numpy(),
+                               ws2.detection_backbone.conv5(resize_short_side(rec.load(), 224)).numpy(), atol=0.05)
+    # the no-fine-tuning row is the same experiment as without conv fine-tuning: identical detections
+    for f in sorted((ws.root / "detections" / "test" / "pool5").glob("comp4*.txt")):
+        assert (ws2.root / "detections" / "test" / "pool5" / f.name).read_text() == f.read_text()
+    assert 0.0 <= json.loads((ws2.root / "eval" / "test_fc7_bbox.json").read_text())["mAP"] <= 1.0
+    # resuming after a kill between snapshots gives the same trunk
+    work3 = tmp / "work_conv_resume"
+    shutil.copytree(ws2.root, work3, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
+    ws3 = Workspace(config_from_dict({**d, "workdir": str(work3)}))
+    import spp_det.finetune as ft
+    real = ft.lr_at
+
+    def crash(it, *rest):
+        if it == 4:
+            raise KeyboardInterrupt  # the last snapshot was at 3
+        return real(it, *rest)
+    monkeypatch.setattr(ft, "lr_at", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ws3, "finetune", progress=False)
+    monkeypatch.setattr(ft, "lr_at", real)
+    run_stage(ws3, "finetune", progress=False)
+    again = torch.load(ws3.tuned_trunk_path, weights_only=True)
+    for k in tuned:
+        torch.testing.assert_close(again[k], tuned[k], rtol=0, atol=1e-6)

@@ -60,7 +60,7 @@ def test_spp_pool_matches_brute_force(levels):
         x1, x2 = sorted(rng.integers(0, 17, 2))
         y1, y2 = sorted(rng.integers(0, 13, 2))
         cells.append((x1, y1, x2, y2))
-    for method in ("kernel", "tables", "windows", "auto"):
+    for method in ("kernel", "tables", "windows", "auto", "roipool"):
         got = spp_pool(torch.from_numpy(fmap), np.array(cells), levels, method).numpy()
         assert got.shape == (len(cells), spp_dim(7, levels))
         for g, c in zip(got, cells):
@@ -80,6 +80,23 @@ def test_spp_pool_kernel_on_a_realistic_map_equals_reference_and_keeps_dtype():
     got = spp_pool(half, cells[:20])
     assert got.dtype == torch.float16
     assert torch.equal(got, spp_pool_reference(half.float(), cells[:20]).half())
+
+
+def test_roipool_method_equals_the_kernel_on_a_realistic_map_and_back_propagates():
+    rng = np.random.default_rng(3)
+    fmap = torch.from_numpy(rng.standard_normal((16, 60, 80)).astype(np.float32)).requires_grad_(True)
+    xy1 = rng.integers(0, 60, (800, 2))
+    cells = np.concatenate([xy1, np.minimum(xy1 + rng.integers(0, 40, (800, 2)), [79, 59])], 1)
+    got = spp_pool(fmap, cells, method="roipool")
+    np.testing.assert_array_equal(got.detach().numpy(), spp_pool(fmap.detach(), cells, method="kernel").numpy())
+    # max pooling's gradient: each output routes its gradient to the cell holding the max
+    got[0, 0].backward()
+    x1, y1, x2, y2 = cells[0]
+    win = fmap.detach()[0, y1:y2 + 1, x1:x2 + 1]
+    expected = torch.zeros_like(fmap)
+    iy, ix = divmod(int(win.argmax()), win.shape[1])
+    expected[0, y1 + iy, x1 + ix] = 1.0
+    assert torch.equal(fmap.grad, expected)
 
 
 def test_spp_dim_is_12800_for_zf5():

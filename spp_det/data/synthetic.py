@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..io_utils import load_json, save_json, stable_hash
-from .scenes import FAMILIES, SHAPES, class_style  # noqa: F401  (class_style: public, used by callers)
+from .scenes import FAMILIES, SHAPES
 
 CLASSES = SHAPES  # the demo's six classes (family "shapes")
 VERSION = 1

@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""The stage-wise table (pool5 SVMs, fine-tuned fc7, + box regression) on several dataset families.
+
+Usage: python benchmarks/bench_heldout.py [--configs configs/demo.yaml configs/family_silhouettes.yaml
+       configs/family_photos.yaml] [--phase dev|test] [--name base] [--set key=value ...] [--no-pool5]
+
+``--phase dev`` trains on each dataset's ``train`` split and evaluates on ``val`` (where defaults are
+chosen); ``--phase test`` trains on ``trainval`` and evaluates on ``test`` (reported once). Every
+config runs the whole pipeline under ``<out>/<phase>/<config name>/<name>`` with proposals and conv5
+maps shared by all runs of that family and phase; ``--set`` applies to every config (a variant of the
+defaults). Prints one row per family with the deltas the defaults must meet (fine-tuned fc7 >= pool5
++ 2.0, box regression >= +1.0), and writes ``<out>/<phase>/<name>.md`` and ``.json``.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spp_det.cli import run_main, setup_logging
+
+DEFAULT_CONFIGS = ["configs/demo.yaml", "configs/family_silhouettes.yaml", "configs/family_photos.yaml"]
+SPLITS = {"dev": ("train", "val"), "test": ("trainval", "test")}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
+    p.add_argument("--phase", choices=sorted(SPLITS), default="dev")
+    p.add_argument("--name", default="base", help="name of this variant (its work directories and table)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-pool5", action="store_true", help="skip the pool5 SVM baseline (the recipe does not "
+                   "change it: compare with a run that has it)")
+    p.add_argument("--out", default="runs/heldout")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    setup_logging()
+
+    def go() -> None:
+        from spp_det.config import load_config
+        from spp_det.io_utils import save_json, save_text
+        from spp_det.pipeline import run_pipeline
+
+        train, test = SPLITS[args.phase]
+        rows = {}
+        for c in args.configs:
+            name = load_config(c).name
+            fam = Path(args.out) / args.phase / name
+            over = [f"dataset.train_split={train}", f"dataset.test_split={test}", f"workdir={fam / args.name}",
+                    f"proposals.cache_dir={fam / 'proposals'}", f"features.conv5_root={fam / 'conv5'}",
+                    f"svm.pool5_baseline={'false' if args.no_pool5 else 'true'}"] + args.overrides
+            ws = run_pipeline(load_config(c, over), progress=not args.no_progress)
+            res = {}
+            for v in ("pool5", "fc7", "fc7_bbox"):
+                f = ws.root / "eval" / f"{test}_{v}.json"
+                if f.is_file() and (v != "pool5" or not args.no_pool5):
+                    res[v] = json.loads(f.read_text())["mAP"] * 100
+            res["seconds"] = {s: ws.manifest_info(s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
+            rows[name] = res
+
+        def cell(r, k):
+            return f"{r[k]:.2f}" if k in r else "-"
+
+        lines = [f"{args.name} ({args.phase}: {train} -> {test}){' with ' + ' '.join(args.overrides) if args.overrides else ''}",
+                 "", "| family | pool5 SVMs | fine-tuned fc7 | + bbox reg | fc7 - pool5 (>= 2.0) | bbox gain (>= 1.0) |",
+                 "|---|---|---|---|---|---|"]
+        for name, r in rows.items():
+            d1 = f"{r['fc7'] - r['pool5']:+.2f}" if "pool5" in r and "fc7" in r else "-"
+            d2 = f"{r['fc7_bbox'] - r['fc7']:+.2f}" if "fc7_bbox" in r and "fc7" in r else "-"
+            lines.append(f"| {name} | {cell(r, 'pool5')} | {cell(r, 'fc7')} | {cell(r, 'fc7_bbox')} | {d1} | {d2} |")
+        text = "\n".join(lines)
+        print(text)
+        out = Path(args.out) / args.phase
+        save_text(text + "\n", out / f"{args.name}.md")
+        save_json({"name": args.name, "phase": args.phase, "overrides": args.overrides, "rows": rows},
+                  out / f"{args.name}.json")
+
+    return run_main(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

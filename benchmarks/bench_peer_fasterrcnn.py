@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""SPP-net against a peer: torchvision's Faster R-CNN on the same splits, backbone, weights and scale.
+
+Usage: python benchmarks/bench_peer_fasterrcnn.py --config configs/demo.yaml [--set key=value ...]
+       [--out runs/peer/demo] [--epochs 13] [--time-images 10]
+
+Trains the peer on the experiment's ``dataset.train_split`` (resumable per epoch), tests it on
+``dataset.test_split``, evaluates it with our VOC code and prints its mAP, training time and
+per-image time next to the experiment's own (read from its work directory, which must hold a
+finished run of the same config; per-image time measured here by ``spp_det.timing`` on the first
+``--time-images`` test images, selective search included).  Writes ``<out>/summary.json`` and
+``<out>/comparison.txt``.  The peer (spp_det/peer_fasterrcnn.py) fine-tunes the conv layers too.
+"""
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+from spp_det.cli import load_from_args, run_main, setup_logging
+
+TRAIN_STAGES = ("conv5", "finetune", "svm", "bbox_reg")  # proposals are reported apart
+
+
+def ours(cfg, time_images: int) -> dict:
+    """The experiment's test mAP, training-stage seconds and per-image seconds (None where not run)."""
+    from spp_det import timing
+    from spp_det.workspace import Workspace
+
+    ws = Workspace(cfg)
+    split = cfg.dataset.test_split
+    res = {"workdir": str(ws.root)}
+    for v in ("fc7_bbox", "fc7"):
+        f = ws.root / "eval" / f"{split}_{v}.json"
+        if f.is_file() and ws.stage_done("eval"):
+            res.update(variant=v, mAP=json.loads(f.read_text())["mAP"])
+            break
+    if "mAP" not in res:
+        return res
+    res["train_seconds"] = sum(ws.manifest_info(s).get("seconds") or 0.0 for s in TRAIN_STAGES)
+    res["proposal_seconds"] = ws.manifest_info("proposals").get("seconds")
+    files = [str(r.path) for r in ws.dataset(split).records[:time_images]]
+    method = timing.Method(f"SPP {len(ws.scales)}-scale", "spp", ws.scales)
+    summary, _ = timing.run_timing(files, [method], timing.models_from_workspace(ws), ws.search_params(), False)
+    s = summary[method.name]
+    res["seconds_per_image"] = s["total"] + s["proposals"]
+    res["proposal_seconds_per_image"] = s["proposals"]
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--workdir", help="override the config's workdir (where our finished run is read)")
+    p.add_argument("--out", help="peer output folder (default runs/peer/<config name>)")
+    p.add_argument("--epochs", type=int, default=13)
+    p.add_argument("--lr", type=float, default=0.0025)
+    p.add_argument("--time-images", type=int, default=10)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    setup_logging()
+
+    def go() -> None:
+        import torch
+
+        from spp_det.io_utils import save_text
+        from spp_det.peer_fasterrcnn import PeerConfig, run_peer
+
+        cfg = load_from_args(args)
+        out = Path(args.out or f"runs/peer/{cfg.name}")
+        steps = [round(args.epochs * 9 / 13), round(args.epochs * 12 / 13)]
+        peer = run_peer(cfg, PeerConfig(epochs=args.epochs, base_lr=args.lr, lr_steps=steps), out,
+                        not args.no_progress)
+        mine = ours(cfg, args.time_images)
+        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+        lines = [f"{cfg.name}: train {cfg.dataset.train_split} ({peer['train_images']} images) -> "
+                 f"test {cfg.dataset.test_split} ({peer['test_images']} images), {cfg.backbone.name}, "
+                 f"scale {cfg.model.scales}; {machine}",
+                 f"  {'method':<44} {'VOC07 mAP':>9} {'train (s)':>10} {'s/image':>8}"]
+        if "mAP" in mine:
+            lines.append(f"  {'SPP-net (ours, ' + mine['variant'] + ')':<44} {100 * mine['mAP']:9.2f} "
+                         f"{mine['train_seconds']:10.0f} {mine['seconds_per_image']:8.2f}"
+                         f"   (+ proposals {mine['proposal_seconds']:.0f} s for the dataset; "
+                         f"{mine['proposal_seconds_per_image']:.2f} s/image of the s/image)")
+        else:
+            lines.append(f"  (no finished run of this config in {mine['workdir']}: run tools/run_pipeline.py first)")
+        lines.append(f"  {'Faster R-CNN (torchvision, conv fine-tuned)':<44} {100 * peer['mAP']:9.2f} "
+                     f"{peer['train_seconds']:10.0f} {peer['test_seconds_per_image']:8.2f}"
+                     f"   ({args.epochs} epochs, {peer['iterations']} iterations of {PeerConfig.batch_images} images)")
+        text = "\n".join(lines)
+        print(text)
+        save_text(text + "\n", out / "comparison.txt")
+        (out / "ours.json").write_text(json.dumps(mine, indent=2) + "\n")
+
+    return run_main(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
