@@ -30,7 +30,7 @@ demo: $(STAMP)
 # The rest of the paper's method on the same generated data (each reuses the demo's proposals):
 #   demo-5scale   the demo at 5 scales (conv5 at 480..1200, a scale per window), 1- vs 5-scale mAP
 #   demo-zf5      ZF-5 pre-trained from scratch as an SPP classifier (multi-size), then detection
-#   demo-combine  the Lite0 and ZF-5 detectors combined (union of scored windows + NMS)
+#   demo-combine  the Lite0 and Lite1 detectors combined (union of scored windows + NMS)
 demo-5scale: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml
 	$(PY) tools/run_pipeline.py --config configs/demo_5scale.yaml
@@ -40,9 +40,10 @@ demo-zf5: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml --stages dataset,proposals
 	$(PY) tools/run_pipeline.py --config configs/demo_zf5.yaml
 
-demo-combine: demo-zf5
+demo-combine: $(STAMP)
 	$(PY) tools/run_pipeline.py --config configs/demo.yaml
-	$(PY) tools/combine_models.py --configs configs/demo.yaml configs/demo_zf5.yaml --out runs/demo_combined
+	$(PY) tools/run_pipeline.py --config configs/demo_lite1.yaml
+	$(PY) tools/combine_models.py --configs configs/demo.yaml configs/demo_lite1.yaml --out runs/demo_combined
 
 # Speed (docs/BENCHMARKS.md):
 #   demo-fc-options  the trained demo tested with truncated-SVD fc6/fc7 and with bf16 fc (mAP change)
@@ -68,5 +69,5 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean-demo:
-	rm -rf runs/demo runs/demo_5scale runs/demo_zf5 runs/demo_combined runs/demo_svd runs/demo_bf16 runs/demo_rcnn \
+	rm -rf runs/demo runs/demo_5scale runs/demo_zf5 runs/demo_lite1 runs/demo_combined runs/demo_svd runs/demo_bf16 runs/demo_rcnn \
 	  runs/timing_zf5 data/generated

@@ -76,18 +76,38 @@ def test_finetune_batches_draw_a_random_scale_per_window_reproducibly():
     cfg = config_from_dict({"model": {"scales": PAPER5}, "finetune": {"images_per_chunk": 4, "batches_per_chunk": 5,
                                                                       "batch_size": 32}})
     db = _db(10)
-    a, b = sample_chunk(db, 3, cfg), sample_chunk(db, 3, cfg)
+    draw = lambda c, chunk: sample_chunk(db, chunk, c.finetune, c.seed, len(c.model.scales))
+    a, b = draw(cfg, 3), draw(cfg, 3)
     for (i1, j1, l1, s1), (i2, j2, l2, s2) in zip(a, b):
         assert np.array_equal(s1, s2) and np.array_equal(j1, j2)  # same chunk -> same draw (resume-safe)
         assert len(s1) == len(l1) == 32 and s1.min() >= 0 and s1.max() < 5
     scales = np.concatenate([x[3] for x in a])
     assert len(np.unique(scales)) == 5  # 160 draws hit every scale
-    assert not np.array_equal(scales, np.concatenate([x[3] for x in sample_chunk(db, 4, cfg)]))
+    assert not np.array_equal(scales, np.concatenate([x[3] for x in draw(cfg, 4)]))
     one = config_from_dict({"finetune": {"images_per_chunk": 4, "batches_per_chunk": 5, "batch_size": 32}})
-    assert not np.concatenate([x[3] for x in sample_chunk(db, 3, one)]).any()
+    assert not np.concatenate([x[3] for x in draw(one, 3)]).any()
     # adding the scale draw did not change which windows are sampled
-    for (i1, j1, l1, _), (i2, j2, l2, _) in zip(a, sample_chunk(db, 3, one)):
+    for (i1, j1, l1, _), (i2, j2, l2, _) in zip(a, draw(one, 3)):
         assert np.array_equal(i1, i2) and np.array_equal(j1, j2)
+
+
+def test_image_centric_batches_for_conv_finetuning():
+    from spp_det.finetune import sample_images
+    cfg = config_from_dict({"model": {"scales": PAPER5}, "finetune": {"images_per_batch": 2, "batch_size": 32}})
+    db = _db(7)
+    draw = lambda it: sample_images(db, it, cfg.finetune, 0, 5)
+    assert [(i, w.tolist(), s) for i, w, _, s in draw(5)] == [(i, w.tolist(), s) for i, w, _, s in draw(5)]
+    seen = []
+    for it in range(4):  # an epoch = ceil(7 / 2) = 4 iterations: every view once
+        batch = draw(it)
+        for i, win, labels, scale in batch:
+            assert len(win) == 16 and 0 <= scale < 5
+            assert np.array_equal(labels, db[i].labels[win])
+            n_fg = int((labels > 0).sum())
+            assert n_fg == min(4, len(db[i].fg))  # 25 % of 16 when the image has enough foreground
+            assert len(set(win[labels > 0].tolist())) == n_fg  # foreground drawn without replacement
+        seen += [i for i, *_ in batch]
+    assert sorted(seen) == list(range(7))
 
 
 def test_pooler_pools_each_window_from_its_scale_map():
