@@ -78,11 +78,14 @@ class Conv5Cache:
         dt = time.perf_counter() - t0
         log.info("conv5 %s: %d images in %.1f s (%.3f s/img)", self.scales, len(todo), dt, dt / len(todo))
 
-    def load(self, record: ImageRecord) -> list[torch.Tensor]:
-        """float32 ``(C, H'_s, W'_s)`` maps of ``record``, one per scale in config order;
-        error naming the file if one is absent."""
-        maps = []
-        for s in self.scales:
+    def load(self, record: ImageRecord, only: Optional[Sequence[int]] = None) -> list[Optional[torch.Tensor]]:
+        """float32 ``(C, H'_s, W'_s)`` maps of ``record``, one per scale in config order (``only``: the
+        scale indices to read, ``None`` in the other places); error naming the file if one is absent."""
+        maps: list[Optional[torch.Tensor]] = []
+        for k, s in enumerate(self.scales):
+            if only is not None and k not in only:
+                maps.append(None)
+                continue
             p = self.path(record, s)
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: conv5 map not cached (run the conv5 stage first)")
@@ -129,8 +132,9 @@ class WindowPooler:
              scale_idx: Optional[np.ndarray] = None) -> torch.Tensor:
         """``(N, dim)`` pooled features of internal boxes ``(N, 4)`` (original-image pixels).
 
-        ``maps``: one ``(C, H', W')`` map per scale (a bare tensor for one scale);
-        ``scale_idx``: optional ``(N,)`` scale index per window, else the scale rule.
+        ``maps``: one ``(C, H', W')`` map per scale (a bare tensor for one scale; ``None`` for a
+        scale no window is pooled at); ``scale_idx``: optional ``(N,)`` scale index per window, else
+        the scale rule.
         """
         maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
         if len(maps) != len(self.scales):
@@ -139,10 +143,13 @@ class WindowPooler:
         if len(maps) == 1:
             return spp_pool(maps[0], self.cells(boxes, orig_hw, tuple(maps[0].shape[1:])), self.levels)
         idx = self.scale_indices(boxes, orig_hw) if scale_idx is None else np.asarray(scale_idx, np.int64)
-        out = maps[0].new_empty((len(boxes), self.dim))
+        present = next(m for m in maps if m is not None)
+        out = present.new_empty((len(boxes), self.dim))
         for k in np.unique(idx):
             rows = np.nonzero(idx == k)[0]
             fmap = maps[k]
+            if fmap is None:
+                raise ValueError(f"windows are pooled at scale {self.scales[k]} but its map was not given")
             cells = self.cells(boxes[rows], orig_hw, tuple(fmap.shape[1:]), self.scales[k])
             out[torch.from_numpy(rows)] = spp_pool(fmap, cells, self.levels)
         return out

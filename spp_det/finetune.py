@@ -58,6 +58,7 @@ from tqdm import tqdm
 from .boxes import box_iou
 from .config import Config, FinetuneConfig
 from .data.voc import ImageRecord
+from .features import Conv5Cache
 from .head import SPPHead
 from .io_utils import save_json, save_torch
 from .multiscale import random_scale_indices
@@ -161,9 +162,14 @@ def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarra
     for i in np.unique(img_idx):
         rows = np.nonzero(img_idx == i)[0]
         rec = db[i].record
-        fmap = cache.load(rec)
-        out[torch.from_numpy(rows)] = pooler.pool(fmap, db[i].boxes[win_idx[rows]], (rec.height, rec.width),
-                                                  None if scale_idx is None else scale_idx[rows])
+        boxes, hw = db[i].boxes[win_idx[rows]], (rec.height, rec.width)
+        if isinstance(cache, Conv5Cache):  # read only the scales these windows are pooled at
+            idx = pooler.scale_indices(boxes, hw) if scale_idx is None else scale_idx[rows]
+            fmap = cache.load(rec, set(np.unique(idx).tolist()))
+            out[torch.from_numpy(rows)] = pooler.pool(fmap, boxes, hw, idx)
+        else:
+            out[torch.from_numpy(rows)] = pooler.pool(cache.load(rec), boxes, hw,
+                                                      None if scale_idx is None else scale_idx[rows])
     return out
 
 
