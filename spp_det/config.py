@@ -117,7 +117,7 @@ FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
     # For fc6/fc7 that start from random (Lite0/1/2: no pretrained fc layers): a schedule measured in passes
     # over the foreground windows, linear warm-up, cosine decay; chosen on the train/val splits of three
     # generated families (docs/BENCHMARKS.md, "Fine-tuning recipe").
-    "random_fc": {"iterations": None, "epochs": 4.0, "base_lr": 1e-3, "lr_policy": "cosine", "lr_steps": [],
+    "random_fc": {"iterations": None, "epochs": 8.0, "base_lr": 1e-3, "lr_policy": "cosine", "lr_steps": [],
                   "warmup_iterations": 100},
 }
 
