@@ -42,7 +42,12 @@ def compute_conv5(backbone: Backbone, image_bgr: np.ndarray, scale: int,
 
 
 class Conv5Cache:
-    """On-disk fp16 conv maps of one backbone at one or more scales (one directory per scale)."""
+    """On-disk fp16 conv maps of one backbone at one or more scales (one directory per scale).
+
+    ``backbone`` computes the maps in :meth:`build`: anything with ``to(device)`` and
+    ``conv5(resized BGR image, device) -> (C, H', W')`` (a :class:`Backbone`, or the frozen start of
+    a trunk in conv fine-tuning).
+    """
 
     def __init__(self, dirs: Mapping[int, str | Path], backbone: Backbone):
         if not dirs:

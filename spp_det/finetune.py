@@ -36,8 +36,9 @@ views (a slice of epoch ``it // per_epoch``'s permutation of the views) and
 when there are enough, the rest background), drawn with ``rng([seed, 29, it])``
 like the image's scale; each image runs through the frozen start of the trunk,
 then the trainable last ``conv_layers`` modules (:class:`ConvTuner`; BatchNorm
-frozen), and its windows are pyramid-pooled with ``spp_pool(method="roipool")``,
-which back-propagates.  The fine-tuned trunk is saved as ``trunk.pt``.
+frozen; the frozen start's outputs are computed once per view and scale and
+cached like conv5 maps, :meth:`Workspace.conv_start_cache`), and its windows are
+pyramid-pooled with ``spp_pool(method="roipool")``, which back-propagates.  The fine-tuned trunk is saved as ``trunk.pt``.
 """
 from __future__ import annotations
 
@@ -185,8 +186,8 @@ class ConvTuner:
         if layers > len(with_params):
             raise ValueError(f"config: finetune.conv_layers is {layers} but the {backbone.name} trunk has "
                              f"{len(with_params)} parametrised modules")
-        cut = with_params[-layers]
-        self.start, self.tail = nn.Sequential(*children[:cut]), nn.Sequential(*children[cut:])
+        self.cut = with_params[-layers]
+        self.start, self.tail = nn.Sequential(*children[:self.cut]), nn.Sequential(*children[self.cut:])
         self.params = []
         for m in self.tail.modules():
             bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
@@ -206,12 +207,18 @@ class ConvTuner:
         self.trunk.to(device)
         return self
 
-    def conv5(self, image_bgr: np.ndarray, device) -> torch.Tensor:
-        """Conv map ``(C, H', W')`` of an already-resized image, differentiable in the tail's weights."""
+    @torch.no_grad()
+    def start_map(self, image_bgr: np.ndarray, device="cpu") -> torch.Tensor:
+        """Output ``(C', H', W')`` of the frozen start for an already-resized image (what
+        :meth:`Workspace.conv_start_cache` stores; so the tuner is also that cache's "backbone")."""
         x = self.preprocess(image_bgr).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            x = self.start(x)
-        return self.tail(x)[0]
+        return self.start(x)[0]
+
+    conv5 = start_map  # the interface Conv5Cache.build computes with
+
+    def tail_map(self, start_map: torch.Tensor) -> torch.Tensor:
+        """Conv map ``(C, H', W')`` from the start's output, differentiable in the tail's weights."""
+        return self.tail(start_map[None].contiguous(memory_format=torch.channels_last))[0]
 
 
 def sample_images(db: Sequence[ImageWindows], it: int, ft: FinetuneConfig, seed: int,
@@ -306,10 +313,11 @@ def _window_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfi
             it += 1
 
 
-def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int, tuner: ConvTuner):
+def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int, tuner: ConvTuner,
+                   starts: Conv5Cache):
     """``(features, labels)`` of every iteration from ``start`` on (image-centric, conv fine-tuning);
-    ``features`` is a function computing them with gradients into the tuner's tail."""
-    from .data.images import resize_short_side
+    ``features`` is a function computing them with gradients into the tuner's tail from the cached
+    outputs of its frozen start (``starts``)."""
     pooler, device, it = ws.pooler(), ws.device, start
     while True:
         picked = sample_images(db, it, ft, ws.cfg.seed, len(ws.scales))
@@ -318,7 +326,7 @@ def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig
             parts = []
             for i, win, _, k in picked:
                 rec, scale = db[i].record, ws.scales[k]
-                fmap = tuner.conv5(resize_short_side(rec.load(), scale), device)
+                fmap = tuner.tail_map(starts.load(rec, {k})[k].to(device))
                 cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
                 parts.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
             return torch.cat(parts)
@@ -365,7 +373,12 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
     head.train()
     if tuner is not None:
         tuner.train()
-    batches = _image_batches(ws, db, ft, it, tuner) if tuner else _window_batches(ws, db, ft, it)
+    if tuner is not None:
+        starts = ws.conv_start_cache(tuner)
+        starts.build([d.record for d in db], device, progress)
+        batches = _image_batches(ws, db, ft, it, tuner, starts)
+    else:
+        batches = _window_batches(ws, db, ft, it)
     bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     start_it = it

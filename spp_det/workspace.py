@@ -238,6 +238,12 @@ class Workspace:
                        min_size=p.min_size, max_image_side=p.max_image_side)
         return stable_hash(key)
 
+    def conv_start_cache(self, tuner) -> Conv5Cache:
+        """Cached outputs of the frozen start of the trunk that conv fine-tuning trains the rest of
+        (:class:`spp_det.finetune.ConvTuner`): fp16 maps per view and scale, beside the conv5 maps."""
+        name = f"{self.cfg.backbone.name}_start{tuner.cut}"
+        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s)}" for s in self.scales}, tuner)
+
     def conv5_hash(self, scale: int, tuned: bool = False) -> str:
         """Hash of everything one scale's maps depend on (its cache directory's suffix); the maps of the
         conv-fine-tuned trunk depend on everything fine-tuning does (its stage hash)."""

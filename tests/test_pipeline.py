@@ -293,6 +293,9 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     changed = {k.split(".")[0] for k in base if not torch.equal(base[k], tuned[k])}
     assert changed == {"12", "13"}  # Lite0's trunk: stem (0-2), blocks 0-10 (3-13); the last two trained
     assert not any("running_" in k or "_bn" in k for k in base if not torch.equal(base[k], tuned[k]))  # BN frozen
+    # the frozen start's outputs were cached once per view beside the conv5 maps
+    starts = list(ws.conv5_root.glob("lite0_start12_s224_*"))
+    assert len(starts) == 1 and any(p.name.endswith("_flip.npy") for p in starts[0].iterdir())
     # later stages read maps of the fine-tuned trunk: another cache directory, other maps
     t, b = ws2.conv5_cache(tuned=True), ws2.conv5_cache()
     assert t.dirs[224] != b.dirs[224] and b.dirs[224] == ws.conv5_cache().dirs[224]
