@@ -3,6 +3,7 @@
 
 Usage: python benchmarks/bench_heldout.py [--configs configs/demo.yaml configs/family_silhouettes.yaml
        configs/family_photos.yaml] [--phase dev|test] [--name base] [--set key=value ...] [--no-pool5]
+       [--combine-with OTHER]
 
 ``--phase dev`` trains on each dataset's ``train`` split and evaluates on ``val`` (where defaults are
 chosen); ``--phase test`` trains on ``trainval`` and evaluates on ``test`` (reported once). Every
@@ -10,6 +11,10 @@ config runs the whole pipeline under ``<out>/<phase>/<config name>/<name>`` with
 maps shared by all runs of that family and phase; ``--set`` applies to every config (a variant of the
 defaults). Prints one row per family with the deltas the defaults must meet (fine-tuned fc7 >= pool5
 + 2.0, box regression >= +1.0), and writes ``<out>/<phase>/<name>.md`` and ``.json``.
+
+``--combine-with OTHER`` also combines each family's model with that of the finished variant OTHER
+(its overrides read from ``OTHER.json``; paper section 4.3, ``spp_det.combine``: every test window
+scored by both, union, per-class NMS) and adds a table of both models and their combination.
 """
 import argparse
 import json
@@ -30,31 +35,48 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-pool5", action="store_true", help="skip the pool5 SVM baseline (the recipe does not "
                    "change it: compare with a run that has it)")
+    p.add_argument("--combine-with", metavar="OTHER", help="a finished variant of the same phase to combine "
+                   "each family's model with (e.g. --name lite1 --set backbone.name=lite1 --combine-with final)")
     p.add_argument("--out", default="runs/heldout")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     setup_logging()
 
     def go() -> None:
+        from spp_det.combine import run_combination
         from spp_det.config import load_config
         from spp_det.io_utils import save_json, save_text
         from spp_det.pipeline import run_pipeline
+        from spp_det.workspace import Workspace
 
         train, test = SPLITS[args.phase]
+        out = Path(args.out) / args.phase
+        other = json.loads((out / f"{args.combine_with}.json").read_text()) if args.combine_with else None
+
+        def overrides(fam: Path, name: str, no_pool5: bool, extra: list) -> list:
+            return [f"dataset.train_split={train}", f"dataset.test_split={test}", f"workdir={fam / name}",
+                    f"proposals.cache_dir={fam / 'proposals'}", f"features.conv5_root={fam / 'conv5'}",
+                    f"svm.pool5_baseline={'false' if no_pool5 else 'true'}"] + extra
+
         rows = {}
         for c in args.configs:
             name = load_config(c).name
-            fam = Path(args.out) / args.phase / name
-            over = [f"dataset.train_split={train}", f"dataset.test_split={test}", f"workdir={fam / args.name}",
-                    f"proposals.cache_dir={fam / 'proposals'}", f"features.conv5_root={fam / 'conv5'}",
-                    f"svm.pool5_baseline={'false' if args.no_pool5 else 'true'}"] + args.overrides
-            ws = run_pipeline(load_config(c, over), progress=not args.no_progress)
+            fam = out / name
+            ws = run_pipeline(load_config(c, overrides(fam, args.name, args.no_pool5, args.overrides)),
+                              progress=not args.no_progress)
             res = {}
             for v in ("pool5", "fc7", "fc7_bbox"):
                 f = ws.root / "eval" / f"{test}_{v}.json"
                 if f.is_file() and (v != "pool5" or not args.no_pool5):
                     res[v] = json.loads(f.read_text())["mAP"] * 100
             res["seconds"] = {s: ws.manifest_info(s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
+            if other is not None:
+                o = Workspace(load_config(c, overrides(fam, other["name"], True, other["overrides"])))
+                if not o.stage_done("test"):
+                    raise ValueError(f"{o.root}: variant {other['name']} has not finished for {c}")
+                summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}",
+                                          progress=not args.no_progress)
+                res["combination"] = [100 * summary[k]["mAP"] for k in summary if k != "_info"]
             rows[name] = res
 
         def cell(r, k):
@@ -67,11 +89,17 @@ def main() -> int:
             d1 = f"{r['fc7'] - r['pool5']:+.2f}" if "pool5" in r and "fc7" in r else "-"
             d2 = f"{r['fc7_bbox'] - r['fc7']:+.2f}" if "fc7_bbox" in r and "fc7" in r else "-"
             lines.append(f"| {name} | {cell(r, 'pool5')} | {cell(r, 'fc7')} | {cell(r, 'fc7_bbox')} | {d1} | {d2} |")
+        if other is not None:
+            lines += ["", f"Model combination ({other['name']} + {args.name}, each model's main variant):", "",
+                      f"| family | {other['name']} | {args.name} | combined | gain over the better |", "|---|---|---|---|---|"]
+            for name, r in rows.items():
+                a, b, both = r["combination"]
+                lines.append(f"| {name} | {a:.2f} | {b:.2f} | {both:.2f} | {both - max(a, b):+.2f} |")
         text = "\n".join(lines)
         print(text)
-        out = Path(args.out) / args.phase
         save_text(text + "\n", out / f"{args.name}.md")
-        save_json({"name": args.name, "phase": args.phase, "overrides": args.overrides, "rows": rows},
+        save_json({"name": args.name, "phase": args.phase, "overrides": args.overrides,
+                   "combine_with": args.combine_with, "rows": rows},
                   out / f"{args.name}.json")
 
     return run_main(go)
