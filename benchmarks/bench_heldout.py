@@ -71,7 +71,8 @@ def main() -> int:
                     res[v] = json.loads(f.read_text())["mAP"] * 100
             res["seconds"] = {s: ws.manifest_info(s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
             if other is not None:
-                o = Workspace(load_config(c, overrides(fam, other["name"], True, other["overrides"])))
+                o = Workspace(load_config(c, overrides(fam, other["name"], other.get("no_pool5", False),
+                                                       other["overrides"])))
                 if not o.stage_done("test"):
                     raise ValueError(f"{o.root}: variant {other['name']} has not finished for {c}")
                 summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}",
@@ -99,7 +100,7 @@ def main() -> int:
         print(text)
         save_text(text + "\n", out / f"{args.name}.md")
         save_json({"name": args.name, "phase": args.phase, "overrides": args.overrides,
-                   "combine_with": args.combine_with, "rows": rows},
+                   "no_pool5": args.no_pool5, "combine_with": args.combine_with, "rows": rows},
                   out / f"{args.name}.json")
 
     return run_main(go)
