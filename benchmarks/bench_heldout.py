@@ -77,7 +77,8 @@ def main() -> int:
                     raise ValueError(f"{o.root}: variant {other['name']} has not finished for {c}")
                 summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}",
                                           progress=not args.no_progress)
-                res["combination"] = [100 * summary[k]["mAP"] for k in summary if k != "_info"]
+                models = list(summary["_info"]["models"])  # [other, this], as passed
+                res["combination"] = [100 * summary[k]["mAP"] for k in models + ["combined"]]
             rows[name] = res
 
         def cell(r, k):
@@ -92,7 +93,8 @@ def main() -> int:
             lines.append(f"| {name} | {cell(r, 'pool5')} | {cell(r, 'fc7')} | {cell(r, 'fc7_bbox')} | {d1} | {d2} |")
         if other is not None:
             lines += ["", f"Model combination ({other['name']} + {args.name}, each model's main variant):", "",
-                      f"| family | {other['name']} | {args.name} | combined | gain over the better |", "|---|---|---|---|---|"]
+                      f"| family | {other['name']} | {args.name} | combined | gain over the better |",
+                      "|---|---|---|---|---|"]
             for name, r in rows.items():
                 a, b, both = r["combination"]
                 lines.append(f"| {name} | {a:.2f} | {b:.2f} | {both:.2f} | {both - max(a, b):+.2f} |")

@@ -38,7 +38,8 @@ like the image's scale; each image runs through the frozen start of the trunk,
 then the trainable last ``conv_layers`` modules (:class:`ConvTuner`; BatchNorm
 frozen; the frozen start's outputs are computed once per view and scale and
 cached like conv5 maps, :meth:`Workspace.conv_start_cache`), and its windows are
-pyramid-pooled with ``spp_pool(method="roipool")``, which back-propagates.  The fine-tuned trunk is saved as ``trunk.pt``.
+pyramid-pooled with ``spp_pool(method="roipool")``, which back-propagates.  The
+fine-tuned trunk is saved as ``trunk.pt``.
 """
 from __future__ import annotations
 
