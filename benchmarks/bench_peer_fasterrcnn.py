@@ -22,7 +22,7 @@ from spp_det.cli import load_from_args, run_main, setup_logging
 TRAIN_STAGES = ("conv5", "finetune", "svm", "bbox_reg")  # proposals are reported apart
 
 
-def ours(cfg, time_images: int) -> dict:
+def ours(cfg, time_images: int, progress: bool = True) -> dict:
     """The experiment's test mAP, training-stage seconds and per-image seconds (None where not run)."""
     from spp_det import timing
     from spp_det.workspace import Workspace
@@ -33,7 +33,8 @@ def ours(cfg, time_images: int) -> dict:
     for v in ("fc7_bbox", "fc7"):
         f = ws.root / "eval" / f"{split}_{v}.json"
         if f.is_file() and ws.stage_done("eval"):
-            res.update(variant=v, mAP=json.loads(f.read_text())["mAP"])
+            ev = json.loads(f.read_text())
+            res.update(variant=v, mAP=ev["mAP"], coco_AP=ev.get("coco", {}).get("AP"))
             break
     if "mAP" not in res:
         return res
@@ -41,11 +42,16 @@ def ours(cfg, time_images: int) -> dict:
     res["proposal_seconds"] = ws.manifest_info("proposals").get("seconds")
     files = [str(r.path) for r in ws.dataset(split).records[:time_images]]
     method = timing.Method(f"SPP {len(ws.scales)}-scale", "spp", ws.scales)
-    summary, _ = timing.run_timing(files, [method], timing.models_from_workspace(ws), ws.search_params(), False)
+    summary, _ = timing.run_timing(files, [method], timing.models_from_workspace(ws), ws.search_params(), False,
+                                    progress)
     s = summary[method.name]
     res["seconds_per_image"] = s["total"] + s["proposals"]
     res["proposal_seconds_per_image"] = s["proposals"]
     return res
+
+
+def pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
 
 
 def main() -> int:
@@ -72,21 +78,23 @@ def main() -> int:
         steps = [round(args.epochs * 9 / 13), round(args.epochs * 12 / 13)]
         peer = run_peer(cfg, PeerConfig(epochs=args.epochs, base_lr=args.lr, lr_steps=steps), out,
                         not args.no_progress)
-        mine = ours(cfg, args.time_images)
+        mine = ours(cfg, args.time_images, not args.no_progress)
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+        if peer.get("device", "cpu") != "cpu":
+            machine += f"; peer on {peer['device']} ({torch.cuda.get_device_name(peer['device'])})"
         lines = [f"{cfg.name}: train {cfg.dataset.train_split} ({peer['train_images']} images) -> "
                  f"test {cfg.dataset.test_split} ({peer['test_images']} images), {cfg.backbone.name}, "
                  f"scale {cfg.model.scales}; {machine}",
-                 f"  {'method':<44} {'VOC07 mAP':>9} {'train (s)':>10} {'s/image':>8}"]
+                 f"  {'method':<44} {'VOC07 mAP':>9} {'COCO AP':>7} {'train (s)':>10} {'s/image':>8}"]
         if "mAP" in mine:
             lines.append(f"  {'SPP-net (ours, ' + mine['variant'] + ')':<44} {100 * mine['mAP']:9.2f} "
-                         f"{mine['train_seconds']:10.0f} {mine['seconds_per_image']:8.2f}"
+                         f"{pct(mine['coco_AP']):>7} {mine['train_seconds']:10.0f} {mine['seconds_per_image']:8.2f}"
                          f"   (+ proposals {mine['proposal_seconds']:.0f} s for the dataset; "
                          f"{mine['proposal_seconds_per_image']:.2f} s/image of the s/image)")
         else:
             lines.append(f"  (no finished run of this config in {mine['workdir']}: run tools/run_pipeline.py first)")
         lines.append(f"  {'Faster R-CNN (torchvision, conv fine-tuned)':<44} {100 * peer['mAP']:9.2f} "
-                     f"{peer['train_seconds']:10.0f} {peer['test_seconds_per_image']:8.2f}"
+                     f"{pct(peer['coco']['AP']):>7} {peer['train_seconds']:10.0f} {peer['test_seconds_per_image']:8.2f}"
                      f"   ({args.epochs} epochs, {peer['iterations']} iterations of {PeerConfig.batch_images} images)")
         text = "\n".join(lines)
         print(text)

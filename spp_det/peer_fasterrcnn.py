@@ -107,7 +107,8 @@ def _to_input(record: ImageRecord, flip: bool) -> tuple[torch.Tensor, dict]:
 
 def train_peer(model: torch.nn.Module, records: Sequence[ImageRecord], peer: PeerConfig, out_dir: Path,
                key: str, progress: bool = True) -> dict:
-    """Train (or resume); returns ``{"seconds", "iterations", "history"}``."""
+    """Train (or resume) on the model's device; returns ``{"seconds", "iterations", "history"}``."""
+    dev = next(model.parameters()).device
     ckpt = out_dir / "ckpt.pt"
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=peer.base_lr, momentum=peer.momentum, weight_decay=peer.weight_decay)
@@ -137,12 +138,16 @@ def train_peer(model: torch.nn.Module, records: Sequence[ImageRecord], peer: Pee
                 g["lr"] = lr
             idx = order[b * peer.batch_images:(b + 1) * peer.batch_images]
             xs, ts = zip(*(_to_input(records[i], bool(flips[i])) for i in idx))
-            loss = sum(model(list(xs), list(ts)).values())
+            xs = [x.to(dev) for x in xs]
+            ts = [{k: v.to(dev) for k, v in t.items()} for t in ts]
+            loss = sum(model(xs, ts).values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         state["seconds"] += time.perf_counter() - t0
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr})
@@ -156,11 +161,12 @@ def detect_peer(model: torch.nn.Module, records: Sequence[ImageRecord],
                 progress: bool = True) -> tuple[list[tuple[str, Detections]], float]:
     """Detections of every record (internal boxes, class indices) and the mean seconds per image."""
     model.eval()
+    dev = next(model.parameters()).device
     out, t = [], 0.0
     for r in tqdm(records, desc="peer test", unit="img", disable=not progress, leave=False):
         x, _ = _to_input(r, False)
         t0 = time.perf_counter()
-        pred = model([x])[0]
+        pred = {k: v.cpu() for k, v in model([x.to(dev)])[0].items()}  # .cpu() waits for the GPU
         t += time.perf_counter() - t0
         boxes = pred["boxes"].numpy().astype(np.float32)
         boxes[:, 2:] -= 1.0
@@ -172,6 +178,7 @@ def detect_peer(model: torch.nn.Module, records: Sequence[ImageRecord],
 def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Train the peer on the experiment's train split, test it, evaluate with our VOC code; writes
     ``<out>/summary.json`` and returns it."""
+    from .evaluation.coco import coco_metrics, detections_to_results, records_to_coco
     from .evaluation.voc import evaluate, load_comp4_dir
     from .inference import write_detections
     from .workspace import Workspace
@@ -183,16 +190,17 @@ def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool 
     key = stable_hash({"peer": asdict(peer), "data": ws.dataset_key(), "train": cfg.dataset.train_split,
                        "backbone": cfg.backbone.name, "weights": ws.weights_id(), "scale": cfg.model.scales[0]})
     torch.manual_seed(peer.seed)
-    model = build_peer(cfg, peer)
+    model = build_peer(cfg, peer).to(ws.device)
     trained = train_peer(model, train, peer, out, key, progress)
     per_image, sec = detect_peer(model, test, progress)
     split = cfg.dataset.test_split
     write_detections(out / "detections", split, ws.classes, per_image)
-    res = evaluate(load_comp4_dir(out / "detections", test, ws.classes, split), test, ws.classes,
-                   cfg.eval.use_07_metric)
-    summary = {"mAP": res["mAP"], "ap": res["ap"], "train_seconds": trained["seconds"],
+    dets = load_comp4_dir(out / "detections", test, ws.classes, split)
+    res = evaluate(dets, test, ws.classes, cfg.eval.use_07_metric)
+    coco = coco_metrics(records_to_coco(test, ws.classes), detections_to_results(dets, test))
+    summary = {"mAP": res["mAP"], "ap": res["ap"], "coco": coco, "train_seconds": trained["seconds"],
                "iterations": trained["iterations"], "test_seconds_per_image": sec, "history": trained["history"],
                "peer": asdict(peer), "train_images": len(train), "test_images": len(test),
-               "dataset": cfg.dataset.root, "splits": [cfg.dataset.train_split, split]}
+               "dataset": cfg.dataset.root, "splits": [cfg.dataset.train_split, split], "device": str(ws.device)}
     save_json(summary, out / "summary.json")
     return summary
