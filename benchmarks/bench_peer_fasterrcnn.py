@@ -91,6 +91,8 @@ def main() -> int:
                          f"{pct(mine['coco_AP']):>7} {mine['train_seconds']:10.0f} {mine['seconds_per_image']:8.2f}"
                          f"   (+ proposals {mine['proposal_seconds']:.0f} s for the dataset; "
                          f"{mine['proposal_seconds_per_image']:.2f} s/image of the s/image)")
+            lines.append("  (ours: stage seconds as its manifests recorded them; a stage that found maps or "
+                         "boxes already cached counts only what it computed)")
         else:
             lines.append(f"  (no finished run of this config in {mine['workdir']}: run tools/run_pipeline.py first)")
         lines.append(f"  {'Faster R-CNN (torchvision, conv fine-tuned)':<44} {100 * peer['mAP']:9.2f} "

@@ -22,8 +22,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from .detect import Detections, combine
-from .evaluation.coco import coco_metrics, detections_to_results, records_to_coco
-from .evaluation.voc import evaluate, load_comp4_dir
+from .evaluation.coco import evaluate_comp4_voc_coco
 from .inference import TrainedModels, write_detections
 from .io_utils import save_json, save_text
 from .workspace import Workspace
@@ -72,15 +71,13 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
             parts.append(cand)
             per_model[k].append((r.image_id, combine([cand], len(classes), cfg)))
         united.append((r.image_id, combine(parts, len(classes), cfg)))
-    gt = records_to_coco(records, classes)
     summary = {}
     for name, per_image in list(zip(names, per_model)) + [("combined", united)]:
         d = out / name
         write_detections(d, split, classes, per_image)
         # score the files as written (1-decimal comp4 boxes), exactly as the eval stage scores a model's own
-        dets = load_comp4_dir(d, records, classes, split)
-        res = evaluate(dets, records, classes, ref.cfg.eval.use_07_metric)
-        summary[name] = {"mAP": res["mAP"], "ap": res["ap"], "coco": coco_metrics(gt, detections_to_results(dets, records))}
+        res, _ = evaluate_comp4_voc_coco(d, records, classes, split, ref.cfg.eval.use_07_metric)
+        summary[name] = {"mAP": res["mAP"], "ap": res["ap"], "coco": res["coco"]}
     summary["_info"] = {"models": {n: str(ws.root) for n, ws in zip(names, workspaces)}, "variants": chosen,
                         "nms": cfg.nms, "after_nms_approximation": approx}
     save_json(summary, out / "summary.json")

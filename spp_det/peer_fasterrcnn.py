@@ -178,8 +178,7 @@ def detect_peer(model: torch.nn.Module, records: Sequence[ImageRecord],
 def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Train the peer on the experiment's train split, test it, evaluate with our VOC code; writes
     ``<out>/summary.json`` and returns it."""
-    from .evaluation.coco import coco_metrics, detections_to_results, records_to_coco
-    from .evaluation.voc import evaluate, load_comp4_dir
+    from .evaluation.coco import evaluate_comp4_voc_coco
     from .inference import write_detections
     from .workspace import Workspace
 
@@ -195,10 +194,8 @@ def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool 
     per_image, sec = detect_peer(model, test, progress)
     split = cfg.dataset.test_split
     write_detections(out / "detections", split, ws.classes, per_image)
-    dets = load_comp4_dir(out / "detections", test, ws.classes, split)
-    res = evaluate(dets, test, ws.classes, cfg.eval.use_07_metric)
-    coco = coco_metrics(records_to_coco(test, ws.classes), detections_to_results(dets, test))
-    summary = {"mAP": res["mAP"], "ap": res["ap"], "coco": coco, "train_seconds": trained["seconds"],
+    res, _ = evaluate_comp4_voc_coco(out / "detections", test, ws.classes, split, cfg.eval.use_07_metric)
+    summary = {"mAP": res["mAP"], "ap": res["ap"], "coco": res["coco"], "train_seconds": trained["seconds"],
                "iterations": trained["iterations"], "test_seconds_per_image": sec, "history": trained["history"],
                "peer": asdict(peer), "train_images": len(train), "test_images": len(test),
                "dataset": cfg.dataset.root, "splits": [cfg.dataset.train_split, split], "device": str(ws.device)}

@@ -165,21 +165,17 @@ VARIANT_TITLES = {"pool5": "SVM on pooled conv5, no fine-tuning",
 
 def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     """VOC mAP (``eval.use_07_metric``) and COCO AP/AP50/AP75 of every variant's detections."""
-    from .evaluation.coco import coco_metrics, detections_to_results, records_to_coco
-    from .evaluation.voc import evaluate, format_ap_table, load_comp4_dir
+    from .evaluation.coco import evaluate_comp4_voc_coco
+    from .evaluation.voc import format_ap_table
     split = ws.cfg.dataset.test_split
     records = ws.dataset(split).records
     variants = [v for v in VARIANT_TITLES if (ws.root / "detections" / split / v).is_dir()
                 and (v != "pool5" or ws.cfg.svm.pool5_baseline) and (v != "fc7_bbox" or ws.cfg.bbox_reg.enabled)]
-    gt = records_to_coco(records, ws.classes)
     results, outs = {}, []
     for v in variants:
         vdir = ws.root / "detections" / split / v
-        dets = load_comp4_dir(vdir, records, ws.classes, split)
-        res = evaluate(dets, records, ws.classes, ws.cfg.eval.use_07_metric)
-        coco_res = detections_to_results(dets, records)
+        res, coco_res = evaluate_comp4_voc_coco(vdir, records, ws.classes, split, ws.cfg.eval.use_07_metric)
         save_json(coco_res, vdir / "coco_results.json")
-        res["coco"] = coco_metrics(gt, coco_res)
         results[v] = res
         out = ws.root / "eval" / f"{split}_{v}.json"
         save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"],

@@ -7,6 +7,8 @@
   as a COCO results list (``[x, y, w, h]``, ``w = x2 - x1 + 1``).
 * :func:`coco_metrics`: AP (IoU 0.50:0.95), AP50, AP75, AP small/medium/large,
   AR@100 from ``COCOeval`` with ``iouType="bbox"``.
+* :func:`evaluate_comp4_voc_coco`: both metrics of one folder of comp4 files, scored
+  as written (what the eval stage, model combination and the peer benchmark report).
 
 COCO computes IoU in continuous coordinates (no +1 rule), interpolates
 precision at 101 recall points and keeps up to 100 detections per image,
@@ -22,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.coco import internal_to_coco
-from .voc import ClassDetections
+from .voc import ClassDetections, evaluate, load_comp4_dir
 
 
 def coco_image_ids(records: Sequence) -> dict[str, int]:
@@ -75,3 +77,15 @@ def coco_metrics(gt: dict, results: list[dict]) -> dict[str, float]:
         ev.summarize()
     # pycocotools reports -1 where a size range has no GT: keep it as nan, not as a negative AP
     return {k: (float(v) if v >= 0 else float("nan")) for k, v in zip(METRIC_NAMES, np.asarray(ev.stats))}
+
+
+def evaluate_comp4_voc_coco(results_dir: str | Path, records: Sequence, classes: Sequence[str], split: str,
+                            use_07_metric: bool = True) -> tuple[dict, list[dict]]:
+    """VOC AP (:func:`~spp_det.evaluation.voc.evaluate`, its dict with ``"coco"`` added: the
+    :func:`coco_metrics` of the same detections) of the comp4 files in ``results_dir``, and the
+    COCO results list they were scored from."""
+    dets = load_comp4_dir(results_dir, records, classes, split)
+    res = evaluate(dets, records, classes, use_07_metric)
+    results = detections_to_results(dets, records)
+    res["coco"] = coco_metrics(records_to_coco(records, classes), results)
+    return res, results
