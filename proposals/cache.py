@@ -65,6 +65,12 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core; no oversubscription
 
 
+def partial_path(out_path: str | Path) -> Path:
+    """Where :func:`compute_proposals` checkpoints a split in progress: ``<name>.partial.npz``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".partial.npz")
+
+
 def compute_proposals(items: Sequence[tuple[str, str, tuple[int, int]]], out_path: str | Path,
                       params: SearchParams, params_hash: str, workers: int = 2,
                       checkpoint_every: int = 100, progress: bool = True) -> dict[str, np.ndarray]:
@@ -81,7 +87,7 @@ def compute_proposals(items: Sequence[tuple[str, str, tuple[int, int]]], out_pat
         done = load_proposals(out_path)
         if set(done) == set(ids):
             return done
-    partial = out_path.with_name(out_path.stem + ".partial.npz")
+    partial = partial_path(out_path)
     done: dict[str, np.ndarray] = {}
     if partial.is_file():
         try:

@@ -47,7 +47,9 @@ def run_main(fn) -> int:
 def stage_main(stage: str, description: str) -> int:
     """Entry point of a one-stage tool: ``tools/<stage>.py --config X``."""
     parser = config_parser(description)
-    parser.add_argument("--force", action="store_true", help="rerun even if complete for this config")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute from scratch (its partial outputs and caches deleted) and reset every stage "
+                             "downstream of it, so they recompute too")
     args = parser.parse_args()
     setup_logging(args.verbose)
 

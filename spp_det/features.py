@@ -1,12 +1,15 @@
 """conv5 once per image per scale, cached on disk; windows pooled from the cache.
 
-Cache layout: ``<conv5 root>/<backbone>_s<scale>_<hash>/<key>.npy`` for every
-scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view
-(``key`` is the image id, ``<id>_flip`` for the mirrored view).  The root is
+Cache layout: ``<conv5 root>/<backbone>_s<scale>_<hash>/<key>.<digest>.npy`` for
+every scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view
+(``key`` is the image id, ``<id>_flip`` for the mirrored view; ``digest`` the
+content hash of the image file, :func:`spp_det.data.fingerprint.image_digest`,
+so a replaced image is never served its old map).  The root is
 ``<workdir>/conv5`` unless ``features.conv5_root`` names a shared one.
-``hash`` covers everything the maps depend on (backbone
-and weights, scale, dataset root), so a cache made under another config is
-never read.  Each file is written atomically; rerunning skips files present.
+``hash`` covers what the maps depend on besides the image (backbone and
+weights, scale), so a cache made under another config is never read, and
+caches are shared by any dataset holding the same image files.  Each file is
+written atomically; rerunning skips files present.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .data.fingerprint import image_digest
 from .data.images import resize_short_side
 from .data.voc import ImageRecord
 from .io_utils import save_npy
@@ -41,6 +45,11 @@ def compute_conv5(backbone: Backbone, image_bgr: np.ndarray, scale: int,
     return backbone.conv5(resize_short_side(image_bgr, scale), device)
 
 
+def cached_map_name(record: ImageRecord) -> str:
+    """File name of one image view's map in a cache directory: ``<key>.<image digest>.npy``."""
+    return f"{record.key}.{image_digest(record.path)[:12]}.npy"
+
+
 class Conv5Cache:
     """On-disk fp16 conv maps of one backbone at one or more scales (one directory per scale).
 
@@ -57,7 +66,7 @@ class Conv5Cache:
         self.backbone = backbone
 
     def path(self, record: ImageRecord, scale: int) -> Path:
-        return self.dirs[int(scale)] / f"{record.key}.npy"
+        return self.dirs[int(scale)] / cached_map_name(record)
 
     def missing(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
         """Records with at least one scale not cached yet."""

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -95,4 +95,21 @@ def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def state_digest(state: Mapping[str, Any], length: int = 16) -> str:
+    """sha256 prefix of a state dict's names, dtypes, shapes and values (a model's weights, by content)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        v = state[name]
+        if hasattr(v, "detach"):  # a tensor, of any dtype (bf16 has no numpy twin): hash its raw bytes
+            import torch
+            flat = v.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{name}\0{v.dtype}\0{tuple(v.shape)}\n".encode())
+            h.update(flat.view(torch.uint8).numpy().tobytes())
+        else:
+            a = np.ascontiguousarray(v)
+            h.update(f"{name}\0{a.dtype}\0{a.shape}\n".encode())
+            h.update(a.tobytes())
     return h.hexdigest()[:length]

@@ -186,7 +186,8 @@ def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool 
     ws = Workspace(cfg)
     train = ws.dataset(cfg.dataset.train_split).records
     test = ws.dataset(cfg.dataset.test_split).records
-    key = stable_hash({"peer": asdict(peer), "data": ws.dataset_key(), "train": cfg.dataset.train_split,
+    data = {"images": ws.images_key(cfg.dataset.train_split), "annotations": ws.annotations_key(cfg.dataset.train_split)}
+    key = stable_hash({"peer": asdict(peer), "data": data,
                        "backbone": cfg.backbone.name, "weights": ws.weights_id(), "scale": cfg.model.scales[0]})
     torch.manual_seed(peer.seed)
     model = build_peer(cfg, peer).to(ws.device)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .data.voc import ImageRecord
 from .features import Conv5Cache, WindowPooler
 from .head import SPPHead, batched
-from .io_utils import load_json, save_json, stable_hash
+from .io_utils import load_json, save_json, stable_hash, state_digest
 from .workspace import Workspace
 
 
@@ -55,15 +55,15 @@ def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5
     """``target / mean L2 norm`` over a seeded sample of windows of ``split``; ``cache`` holds the maps
     of the ImageNet trunk, or of the conv-fine-tuned one if ``tuned``.
 
-    Stored in ``<workdir>/norms/`` under a hash of everything it depends on, so
-    stages that share a feature kind (pool5: the baseline SVMs and the box
-    regressors) measure it once.
+    Stored in ``<workdir>/norms/`` under a hash of everything it depends on (for fc7: the bytes of the
+    head's weights it measured), so stages that share a feature kind (pool5: the baseline SVMs and the
+    box regressors) measure it once.
     """
     n = ws.cfg.norm
-    key = stable_hash({"kind": feats.kind, "split": split, "pool": ws.pooling_key(tuned), "norm": vars(n),
+    key = stable_hash({"kind": feats.kind, "pool": ws.pooling_key(tuned), "norm": vars(n),
                        "seed": ws.cfg.seed, "proposals": ws.proposals_hash(split),
-                       "use_difficult": ws.cfg.dataset.use_difficult,
-                       "ft": ws.stage_hash("finetune") if feats.kind == "fc7" else None})
+                       "annotations": ws.annotations_key(split), "use_difficult": ws.cfg.dataset.use_difficult,
+                       "head": state_digest(feats.head.state_dict()) if feats.kind == "fc7" else None})
     path = ws.root / "norms" / f"{feats.kind}_{key}.json"
     if path.is_file():
         return float(load_json(path)["scale"])

@@ -3,10 +3,11 @@
 Layout (``<workdir>/``)::
 
     config.yaml                          resolved config (every default written out)
-    manifests/<stage>.json               hash of the config values a stage depends on
+    manifests/<stage>.json               a finished stage's key and outputs (spp_det.stages)
     pretrain/model.pt, eval.json, crops/ SPP classification pre-training (if a pretrain section is set)
     proposals/<split>.npz                image id -> (N, 4) internal boxes (or proposals.cache_dir)
-    conv5/<backbone>_s<scale>_<hash>/    <id>.npy, <id>_flip.npy (fp16 C x H' x W'), one dir per scale
+    conv5/<backbone>_s<scale>_<hash>/    <id>.<digest>.npy, <id>_flip.<digest>.npy (fp16 C x H' x W'), one dir
+                                         per scale; digest: the image file's content hash
                                          (features.conv5_root moves them to a shared root)
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
     finetune/trunk.pt                    the conv-fine-tuned trunk (finetune.conv_layers > 0)
@@ -18,9 +19,10 @@ Layout (``<workdir>/``)::
     eval/<split>_<variant>.json          {"mAP": .., "ap": {cls: ..}}
     eval/stagewise_<split>.txt           the Table-9-style summary
 
-Each stage's hash covers its own config values and the hashes of the stages
-it reads, so changing e.g. ``svm.C`` reruns the SVMs and everything after them
-but not conv5 or fine-tuning.
+Stage keys, manifests and ``--force`` come from the stage table in
+:mod:`spp_det.stages`: changing e.g. ``svm.C`` reruns the SVMs and everything
+after them but not conv5 or fine-tuning; editing a test annotation reruns only
+the evaluation.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from .data.coco import COCODataset
 from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
 from .features import Conv5Cache, WindowPooler, resolve_device
 from .head import fc_init_mode
-from .io_utils import file_sha256, load_json, save_json, stable_hash
+from .io_utils import file_sha256, stable_hash
 from .models import Backbone, build_backbone, packaged_weights
 from .rcnn import ImageInputs, RCNNPooler
 
@@ -48,6 +50,7 @@ class Workspace:
         self._datasets: dict[str, DetectionDataset] = {}
         self._proposals: dict[str, dict[str, np.ndarray]] = {}
         self._file_ids: dict[tuple, str] = {}
+        self._data_keys: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ data
     def dataset(self, split: str) -> DetectionDataset:
@@ -217,22 +220,28 @@ class Workspace:
             self._file_ids[key] = file_sha256(path)
         return self._file_ids[key]
 
-    def dataset_key(self) -> dict:
-        d = self.cfg.dataset
-        key = {"root": str(Path(d.root).resolve()), "classes": list(d.classes), "use_difficult": d.use_difficult}
-        if d.format == "coco":
-            key["coco"] = {s: self.file_id(Path(p)) if Path(p).is_file() else p for s, p in sorted(d.coco_files.items())}
-            key["skip_unknown"] = d.coco_skip_unknown
-        return key
+    def images_key(self, split: str) -> str:
+        """Content fingerprint of a split's image files (:mod:`spp_det.data.fingerprint`)."""
+        if ("images", split) not in self._data_keys:
+            from .data.fingerprint import images_fingerprint
+            self._data_keys["images", split] = images_fingerprint(self.dataset(split).records)
+        return self._data_keys["images", split]
+
+    def annotations_key(self, split: str) -> str:
+        """Content fingerprint of a split's parsed annotations and the class list."""
+        if ("annotations", split) not in self._data_keys:
+            from .data.fingerprint import annotations_fingerprint
+            self._data_keys["annotations", split] = annotations_fingerprint(self.dataset(split).records,
+                                                                              self.classes)
+        return self._data_keys["annotations", split]
 
     def proposals_hash(self, split: str) -> str:
+        """Key of a split's proposals (stored in the file and checked on load): its images and the method."""
         p = self.cfg.proposals
-        data = self.dataset_key()
-        key = {"root": data["root"], "split": split, "method": p.method}
-        if "coco" in data:  # a COCO split is defined by its json, not by a split file under the root
-            key["coco"] = data["coco"].get(split)
+        key = {"images": self.images_key(split), "method": p.method}
         if p.method == "mat":
-            key["mat"] = p.mat_files.get(split)
+            mat = p.mat_files.get(split)
+            key["mat"] = self.file_id(Path(mat)) if mat and Path(mat).is_file() else mat
         else:
             key.update(mode=p.mode, base_k=p.base_k, inc_k=p.inc_k, sigma=p.sigma, max_boxes=p.max_boxes,
                        min_size=p.min_size, max_image_side=p.max_image_side)
@@ -245,16 +254,19 @@ class Workspace:
         return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s)}" for s in self.scales}, tuner)
 
     def conv5_hash(self, scale: int, tuned: bool = False) -> str:
-        """Hash of everything one scale's maps depend on (its cache directory's suffix); the maps of the
-        conv-fine-tuned trunk depend on everything fine-tuning does (its stage hash)."""
-        data = self.dataset_key()
-        key = {"backbone": self.cfg.backbone.name, "weights": self.weights_id(), "scale": int(scale),
-               "root": data["root"]}
+        """Hash of what one scale's maps depend on besides the image (its cache directory's suffix; each
+        file's name carries its image's digest): the backbone, its weights' bytes (``tuned``: the bytes of
+        the conv-fine-tuned trunk, ``finetune/trunk.pt``) and the scale."""
+        weights = self.weights_id()
         if tuned:
-            key["finetune"] = self.stage_hash("finetune")
-        if "coco" in data:  # COCO ids name files only through the json: follow its content
-            key["coco"] = data["coco"]
-        return stable_hash(key, 8)
+            t = self.tuned_trunk_path
+            weights = {"start": weights, "trunk": self.file_id(t) if t.is_file() else None}
+        return stable_hash({"backbone": self.cfg.backbone.name, "weights": weights, "scale": int(scale)}, 8)
+
+    def conv_start_dirs(self) -> list[Path]:
+        """Every cache directory of conv fine-tuning's frozen-start outputs for this backbone and weights."""
+        return [d for s in self.scales
+                for d in self.conv5_root.glob(f"{self.cfg.backbone.name}_start*_s{s}_{self.conv5_hash(s)}")]
 
     def pooling_key(self, tuned: bool = False) -> dict:
         """What pooled window features depend on (maps of the ImageNet or, ``tuned``, the fine-tuned trunk)."""
@@ -270,61 +282,15 @@ class Workspace:
             key["scale_select"] = m.scale_select
         return key
 
+    # ------------------------------------------------------------------ stages (the table: spp_det.stages)
     def stage_hash(self, stage: str) -> str:
-        c = self.cfg
-        splits = {s: self.proposals_hash(s) for s in self.proposal_splits()}
-        base = {"data": self.dataset_key(), "proposals": splits, "pool": self.pooling_key(), "seed": c.seed}
-        if stage == "proposals":
-            return stable_hash(splits)
-        if stage == "pretrain":
-            p = c.pretrain
-            return stable_hash({"pretrain": vars(p) if p else None, "data": self.dataset_key(),
-                                "splits": [c.dataset.train_split, c.dataset.test_split],
-                                "backbone": c.backbone.name, "levels": list(c.model.spp_levels)})
-        if stage == "conv5":
-            return stable_hash({"conv5": [self.conv5_hash(s) for s in self.scales], "data": self.dataset_key(), "splits": list(splits),
-                                "flip": c.finetune.use_flipped})
-        if stage == "finetune":
-            return stable_hash({**base, "model": vars(c.model), "finetune": vars(self.finetune_cfg)})
-        if stage == "conv5_tuned":
-            return stable_hash({"conv5": [self.conv5_hash(s, True) for s in self.scales] if self.conv_tuned else None,
-                                "splits": [c.dataset.train_split, c.dataset.test_split]})
-        if stage == "svm":
-            return stable_hash({**base, "pool": self.pooling_key(self.conv_tuned), "ft": self.stage_hash("finetune"),
-                                "svm": vars(c.svm), "norm": vars(c.norm)})
-        if stage == "svm_pool5":
-            return stable_hash({**base, "svm": vars(c.svm), "norm": vars(c.norm)})
-        if stage == "bbox_reg":
-            return stable_hash({**base, "pool": self.pooling_key(self.conv_tuned), "bbox": vars(c.bbox_reg),
-                                "norm": vars(c.norm)})
-        if stage == "test":
-            deps = {s: self.stage_hash(s) for s in ("svm", "bbox_reg")}
-            if c.svm.pool5_baseline:
-                deps["svm_pool5"] = self.stage_hash("svm_pool5")
-            return stable_hash({**deps, "test": vars(c.test), "split": c.dataset.test_split,
-                                "bbox_on": c.bbox_reg.enabled})
-        if stage == "eval":
-            return stable_hash({"test": self.stage_hash("test"), "eval": vars(c.eval)})
-        raise ValueError(f"unknown stage {stage!r}")
-
-    # ------------------------------------------------------------------ manifests
-    def manifest_path(self, stage: str) -> Path:
-        return self.root / "manifests" / f"{stage}.json"
+        from .stages import stage_key
+        return stage_key(self, stage)
 
     def stage_done(self, stage: str) -> bool:
-        p = self.manifest_path(stage)
-        if not p.is_file():
-            return False
-        m = load_json(p)
-        return m.get("hash") == self.stage_hash(stage) and all((self.root / o).exists() for o in m.get("outputs", []))
-
-    def mark_done(self, stage: str, outputs: list[Path | str], info: Optional[dict] = None) -> None:
-        """Record a finished stage; outputs are stored relative to the work directory (relocatable)."""
-        rel = [str(Path(o).resolve().relative_to(self.root.resolve())) if Path(o).resolve().is_relative_to(
-            self.root.resolve()) else str(Path(o).resolve()) for o in outputs]
-        save_json({"stage": stage, "hash": self.stage_hash(stage), "outputs": rel, "info": info or {}},
-                  self.manifest_path(stage))
+        from .stages import stage_done
+        return stage_done(self, stage)
 
     def manifest_info(self, stage: str) -> dict:
-        p = self.manifest_path(stage)
-        return load_json(p).get("info", {}) if p.is_file() else {}
+        from .stages import manifest_info
+        return manifest_info(self, stage)

@@ -123,6 +123,11 @@ def test_workspace_reads_a_coco_config(voc, tmp_path):
     assert [r.image_id for r in ws.dataset("test").records] == [str(i + 1) for i in range(6)]
     with pytest.raises(DatasetError, match="no json for split 'val'"):
         ws.dataset("val")
-    before = ws.dataset_key()
-    Path(files["test"]).write_text(json.dumps({**json.loads(Path(files["test"]).read_text()), "info": {}}))
-    assert Workspace(cfg).dataset_key() != before  # a changed annotation file invalidates the caches
+    before = ws.annotations_key("test"), ws.images_key("test")
+    d = json.loads(Path(files["test"]).read_text())
+    Path(files["test"]).write_text(json.dumps({**d, "info": {}}))  # nothing the pipeline reads
+    assert (Workspace(cfg).annotations_key("test"), Workspace(cfg).images_key("test")) == before
+    d["annotations"][0]["bbox"][2] -= 3  # a narrower box changes the annotations' key, not the images'
+    Path(files["test"]).write_text(json.dumps(d))
+    assert Workspace(cfg).annotations_key("test") != before[0]
+    assert Workspace(cfg).images_key("test") == before[1]

@@ -14,26 +14,9 @@ from spp_det.data.images import resize_short_side
 from spp_det.data.synthetic import CLASSES
 from spp_det.pipeline import run_pipeline, run_stage
 from spp_det.workspace import Workspace
+from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tmp: Path, data_root: Path, **over) -> dict:
-    cfg = {
-        "name": "tiny", "workdir": str(tmp / "work"), "seed": 0,
-        "dataset": {"root": str(data_root), "classes": list(CLASSES),
-                    "generate": {"seed": 1, "num_trainval": 12, "num_test": 6, "min_side": 160, "max_side": 200}},
-        "proposals": {"base_k": 150, "inc_k": 150, "max_boxes": 300, "workers": 1},
-        "backbone": {"name": "lite0", "weights": "package"},
-        "model": {"scales": [224], "fc_dim": 64},
-        "finetune": {"iterations": 30, "base_lr": 0.001, "lr_steps": [20], "snapshot_every": 10,
-                     "images_per_chunk": 6, "batches_per_chunk": 4, "batch_size": 32},
-        "svm": {"pool5_baseline": True, "retrain_limit": 200},
-        "norm": {"images": 6, "boxes_per_image": 30},
-    }
-    for k, v in over.items():
-        cfg.setdefault(k, {}).update(v) if isinstance(v, dict) else cfg.__setitem__(k, v)
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +43,7 @@ def test_all_outputs_and_metrics(trained):
     cache = ws.conv5_cache()
     # flipped views were cached for fine-tuning; maps are fp16
     cdir = cache.dirs[224]
-    assert any(p.name.endswith("_flip.npy") for p in cdir.iterdir())
+    assert any(p.name.startswith(f"{r.image_id}_flip.") for p in cdir.iterdir() for r in ws.dataset("trainval"))
     assert np.load(next(cdir.glob("*.npy"))).dtype == np.float16
     # the pool5 scale is measured once and shared by the baseline SVMs and the box regressors
     assert sorted(p.name.split("_")[0] for p in (ws.root / "norms").glob("*.json")) == ["fc7", "pool5"]
@@ -212,7 +195,7 @@ def test_combining_a_model_with_itself_changes_nothing(trained, tmp_path):
 
 
 def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):
-    from spp_det.pipeline import upstream
+    from spp_det.stages import STAGE
     tmp, cfg, ws = trained
     d = cfg.to_dict()
     d.update(workdir=str(tmp_path / "w"), backbone={"name": "zf5", "weights": "pretrain"})
@@ -221,7 +204,7 @@ def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):
                      "batch_size": 8, "fc_dim": 16, "eval_modes": ["center", "full", "multiview"],
                      "multiview_scales": [56, 64], "eval_images": 6}
     ws2 = Workspace(config_from_dict(d))
-    assert "pretrain" in upstream(ws2, "conv5")
+    assert "pretrain" in STAGE["conv5"].reads and STAGE["pretrain"].used(ws2)
     with pytest.raises(ValueError, match="needs pretrain first"):
         run_stage(ws2, "conv5", progress=False)
     run_stage(ws2, "pretrain", progress=False)
@@ -295,7 +278,7 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     assert not any("running_" in k or "_bn" in k for k in base if not torch.equal(base[k], tuned[k]))  # BN frozen
     # the frozen start's outputs were cached once per view beside the conv5 maps
     starts = list(ws.conv5_root.glob("lite0_start12_s224_*"))
-    assert len(starts) == 1 and any(p.name.endswith("_flip.npy") for p in starts[0].iterdir())
+    assert len(starts) == 1 and any("_flip." in p.name for p in starts[0].iterdir())
     # later stages read maps of the fine-tuned trunk: another cache directory, other maps
     t, b = ws2.conv5_cache(tuned=True), ws2.conv5_cache()
     assert t.dirs[224] != b.dirs[224] and b.dirs[224] == ws.conv5_cache().dirs[224]

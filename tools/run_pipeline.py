@@ -12,7 +12,8 @@ from spp_det.pipeline import STAGES, run_pipeline
 def main() -> int:
     p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--stages", help=f"comma-separated subset of: {','.join(STAGES)}")
-    p.add_argument("--force", default="", help="comma-separated stages to rerun even if complete")
+    p.add_argument("--force", default="", help="comma-separated stages to recompute from scratch (partial outputs "
+                   "and caches deleted), with every stage downstream of them")
     args = p.parse_args()
     setup_logging(args.verbose)
 

@@ -1,0 +1,68 @@
+"""Content fingerprints of dataset splits: what stage keys cover so that edited data is never served stale.
+
+Conventions
+-----------
+A split has two fingerprints, because stages read two different things:
+
+* **images** (:func:`images_fingerprint`): every image id of the split, in order, with the sha256 of its
+  file's bytes (:func:`image_digest`). Proposals and conv maps read only these, so an edited annotation
+  does not recompute them; a replaced, added or removed image does.
+* **annotations** (:func:`annotations_fingerprint`): what the pipeline parsed from the annotation files
+  (ids, image sizes, boxes, class indices, difficult and truncated flags) and the class list the indices
+  refer to. Fine-tuning, SVMs and box regression read the training split's; evaluation the test split's.
+  Hashing the parsed records rather than the files' bytes makes a VOC XML and a COCO json alike, and an
+  edit the pipeline never reads (a ``<pose>``) invalidates nothing.
+
+Image digests are content hashes, not ``(size, mtime)``: a copied or re-downloaded dataset keeps its
+caches, and shared caches (``features.conv5_root``) stay valid across machines. Each file is read once
+per process: digests are memoised on ``(path, size, mtime_ns)``, so a rewritten file is read again.
+Cost (``benchmarks/bench_fingerprint.py``, 2 cores, files in the page cache): see docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .voc import DatasetError, ImageRecord
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 hex prefix
+
+
+def image_digest(path: str | os.PathLike) -> str:
+    """sha256 (first 16 hex digits) of a file's bytes, memoised on ``(path, size, mtime_ns)``."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            _DIGESTS[key] = h.hexdigest()[:16]
+    except OSError as e:
+        raise DatasetError(f"{p}: cannot read image ({e.strerror or e})") from None
+    return _DIGESTS[key]
+
+
+def images_fingerprint(records: Sequence[ImageRecord]) -> str:
+    """Hash of ``[(image id, image digest), ...]`` in split order."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.image_id}\0{image_digest(r.path)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def annotations_fingerprint(records: Sequence[ImageRecord], classes: Sequence[str]) -> str:
+    """Hash of the parsed annotations of ``records`` (see the module docstring) and ``classes``."""
+    h = hashlib.sha256("\0".join(classes).encode() + b"\n")
+    for r in records:
+        h.update(f"{r.image_id}\0{r.width}\0{r.height}\0{len(r.labels)}\n".encode())
+        for a, dtype in ((r.boxes, np.float32), (r.labels, np.int64), (r.difficult, np.bool_),
+                         (r.truncated, np.bool_)):
+            h.update(np.ascontiguousarray(a, dtype=dtype).tobytes())
+    return h.hexdigest()[:16]

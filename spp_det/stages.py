@@ -1,0 +1,494 @@
+"""The stage table: the one statement of the pipeline, and the keys, manifests and clean-ups derived from it.
+
+Each :class:`Stage` row names its function, the stages whose outputs it reads, what of the config and
+the data it depends on (its own key), when the config uses it, and what ``--force`` deletes; the rows
+of :data:`STAGES` are in running order.
+
+Keys. A stage's key hashes its own key parts and the keys of the stages it reads, so a change
+invalidates exactly the stages that depend on it, transitively. Data enter through the content
+fingerprints of :mod:`spp_det.data.fingerprint`: proposals and conv maps follow a split's image
+bytes, training and evaluation its parsed annotations. Caches derived from trained weights (the fc7
+feature norm, the conv-fine-tuned trunk's maps) are keyed on the weights' bytes. A stage not used by
+the config (say ``bbox_reg`` with ``bbox_reg.enabled: false``) has a constant key and counts as done.
+
+Manifests. ``<workdir>/manifests/<stage>.json`` records a finished stage's key, the hash of each key
+part and its outputs; a stage whose manifest matches its key and whose outputs exist is skipped, and
+one that reruns logs which parts changed. Stages that work per image or per iteration (proposals,
+conv5, fine-tuning, pre-training) also resume inside themselves after a kill; their partial outputs
+carry the stage key, so a partial made from other data or config is never resumed.
+
+``--force``. :func:`force` deletes a stage's outputs, partial outputs and caches (for shared caches,
+only the files of this experiment's images) and does the same for every stage downstream of it, so
+the next run recomputes all of them from scratch.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from .data.voc import ImageRecord
+from .io_utils import load_json, save_json, save_text, stable_hash
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------- stage functions
+def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
+    gen = ws.cfg.dataset.generate
+    if gen is not None:
+        from tqdm import tqdm
+
+        from .data.synthetic import make_synthetic_voc
+        make_synthetic_voc(ws.cfg.dataset.root, gen.seed, gen.num_trainval, gen.num_test, gen.min_side,
+                           gen.max_side, progress=tqdm if progress else None, classes=ws.classes, family=gen.family)
+    for split in ws.proposal_splits():
+        ds = ws.dataset(split)
+        log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),
+                 dict(zip(ws.classes, ds.num_objects().tolist())))
+    return []
+
+
+def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path]]:
+    """The classification train/val folders of the pretrain stage (generated crops unless ``pretrain.data``)."""
+    p = ws.cfg.pretrain
+    if p.data:
+        val = Path(p.data) / p.val_subdir
+        return Path(p.data) / p.train_subdir, (val if val.is_dir() else None)
+    from tqdm import tqdm
+
+    from .data.crops import make_classification_crops
+    d = ws.cfg.dataset
+    bar = tqdm if progress else None
+    crops = ws.root / "pretrain" / "crops"
+    make_classification_crops(ws.dataset(d.train_split).records, ws.classes, crops / "train", p.crops_per_object,
+                              tuple(p.crop_context), p.crop_jitter, p.seed, bar)
+    mid = float(sum(p.crop_context)) / 2  # one fixed crop per test object: evaluation only, never trained on
+    make_classification_crops(ws.dataset(d.test_split).records, ws.classes, crops / "val", 1, (mid, mid), 0.0,
+                              p.seed, bar)
+    return crops / "train", crops / "val"
+
+
+def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
+    from .pretrain import format_results, pretrain
+    train_dir, val_dir = pretrain_folders(ws, progress)
+    res = pretrain(train_dir, val_dir, ws.root / "pretrain", ws.cfg.pretrain, ws.cfg.backbone.name,
+                   ws.cfg.model.spp_levels, progress)
+    print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
+    return [ws.pretrained_path, ws.root / "pretrain" / "eval.json"]
+
+
+def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
+    from proposals.cache import compute_proposals, save_proposals
+    from proposals.rcnn_mat import load_rcnn_mat
+
+    p = ws.cfg.proposals
+    outs = []
+    for split in ws.proposal_splits():
+        out = ws.proposals_path(split)
+        records = ws.dataset(split).records
+        if p.method == "mat":
+            if split not in p.mat_files:
+                raise ValueError(f"proposals.method is 'mat' but proposals.mat_files has no entry for {split!r}")
+            boxes = load_rcnn_mat(p.mat_files[split])
+            missing = [r.image_id for r in records if r.image_id not in boxes]
+            if missing:
+                raise ValueError(f"{p.mat_files[split]}: no boxes for {len(missing)} images of {split!r}, "
+                                 f"e.g. {missing[:3]}")
+            save_proposals(out, {r.image_id: boxes[r.image_id] for r in records},
+                           {"hash": ws.proposals_hash(split), "source": p.mat_files[split]})
+        elif p.method == "selective_search":
+            compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out,
+                              ws.search_params(),
+                              ws.proposals_hash(split), p.workers, progress=progress)
+        else:
+            raise ValueError(f"unknown proposals.method {p.method!r} (use 'selective_search' or 'mat')")
+        outs.append(out)
+    return outs
+
+
+def conv5_views(ws: Workspace) -> list[ImageRecord]:
+    """The image views the conv5 stage caches: every proposal split, plus the flips of the fine-tuning split."""
+    records = {}
+    for split in ws.proposal_splits():
+        ds = ws.dataset(split)
+        for r in (ds.with_flipped() if split == ws.finetune_split and conv5_flips(ws) else ds.records):
+            records[r.key] = r
+    return list(records.values())
+
+
+def conv5_flips(ws: Workspace) -> bool:
+    return ws.cfg.finetune.use_flipped and ws.cfg.finetune.enabled
+
+
+def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
+    cache = ws.conv5_cache()
+    cache.build(conv5_views(ws), ws.device, progress)
+    return list(cache.dirs.values())
+
+
+def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
+    from .finetune import finetune
+    return [finetune(ws, progress)] + ([ws.tuned_trunk_path] if ws.conv_tuned else [])
+
+
+def tuned_views(ws: Workspace) -> list[ImageRecord]:
+    """The images the conv5_tuned stage caches: the train and test splits."""
+    d = ws.cfg.dataset
+    return list({r.key: r for s in dict.fromkeys([d.train_split, d.test_split]) for r in ws.dataset(s).records}.values())
+
+
+def stage_conv5_tuned(ws: Workspace, progress: bool) -> list[Path]:
+    """conv5 of the train and test images with the conv-fine-tuned trunk (what SVMs, box regression and
+    test then pool from)."""
+    cache = ws.conv5_cache(tuned=True)
+    cache.build(tuned_views(ws), ws.device, progress)
+    return list(cache.dirs.values())
+
+
+def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
+    from .svm import train_svms
+    return [train_svms(ws, "pool5", None, progress)]
+
+
+def stage_svm(ws: Workspace, progress: bool) -> list[Path]:
+    from .finetune import load_head
+    from .svm import train_svms
+    return [train_svms(ws, "fc7", load_head(ws), progress)]
+
+
+def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
+    from .bbox_reg import train_bbox_regressors
+    return [train_bbox_regressors(ws, progress)]
+
+
+def stage_test(ws: Workspace, progress: bool) -> list[Path]:
+    from .inference import detections_dir, run_test
+    return [detections_dir(ws, v) for v in run_test(ws, progress)]
+
+
+VARIANT_TITLES = {"pool5": "SVM on pooled conv5, no fine-tuning",
+                  "fc7": "fine-tuned fc7",
+                  "fc7_bbox": "fine-tuned fc7 + bbox regression"}
+
+
+def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
+    """VOC mAP (``eval.use_07_metric``) and COCO AP/AP50/AP75 of every variant's detections."""
+    from .evaluation.coco import evaluate_comp4_voc_coco
+    from .evaluation.voc import format_ap_table
+    split = ws.cfg.dataset.test_split
+    records = ws.dataset(split).records
+    variants = [v for v in VARIANT_TITLES if (ws.root / "detections" / split / v).is_dir()
+                and (v != "pool5" or ws.cfg.svm.pool5_baseline) and (v != "fc7_bbox" or ws.cfg.bbox_reg.enabled)]
+    results, outs = {}, []
+    for v in variants:
+        vdir = ws.root / "detections" / split / v
+        res, coco_res = evaluate_comp4_voc_coco(vdir, records, ws.classes, split, ws.cfg.eval.use_07_metric)
+        save_json(coco_res, vdir / "coco_results.json")
+        results[v] = res
+        out = ws.root / "eval" / f"{split}_{v}.json"
+        save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"],
+                   "coco": res["coco"]}, out)
+        outs += [out, vdir / "coco_results.json"]
+    main = variants[-1]
+    text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT_TITLES[main]}):")
+    text += "\n\n" + stagewise_table(results, split)
+    save_text(text + "\n", ws.root / "eval" / f"stagewise_{split}.txt")
+    outs.append(ws.root / "eval" / f"stagewise_{split}.txt")
+    print(text, flush=True)
+    return outs
+
+
+def stagewise_table(results: dict, split: str) -> str:
+    lines = [f"Stage-wise mAP on {split} (cf. the paper's Table 9), with COCO metrics of the same detections:",
+             f"  {'':<40} {'mAP':>6}   {'COCO AP':>7} {'AP50':>6} {'AP75':>6}"]
+    for v, res in results.items():
+        c = res.get("coco", {})
+        lines.append(f"  {VARIANT_TITLES[v]:<40} {100 * res['mAP']:6.2f}   {100 * c.get('AP', float('nan')):7.2f} "
+                     f"{100 * c.get('AP50', float('nan')):6.2f} {100 * c.get('AP75', float('nan')):6.2f}")
+    return "\n".join(lines)
+
+
+
+
+# ---------------------------------------------------------------------------------------- own key parts
+def _data(ws: Workspace, split: str) -> dict:
+    return {"images": ws.images_key(split), "annotations": ws.annotations_key(split)}
+
+
+def _training_labels(ws: Workspace, *splits: Optional[str]) -> dict:
+    """Annotations of the splits a stage trains on, and whether difficult objects are used."""
+    return {"annotations": {s: ws.annotations_key(s) for s in splits if s},
+            "use_difficult": ws.cfg.dataset.use_difficult}
+
+
+def key_pretrain(ws: Workspace) -> dict:
+    c = ws.cfg
+    return {"pretrain": vars(c.pretrain), "train": _data(ws, c.dataset.train_split),
+            "test": _data(ws, c.dataset.test_split), "backbone": c.backbone.name, "levels": list(c.model.spp_levels)}
+
+
+def key_proposals(ws: Workspace) -> dict:
+    return {f"split:{s}": ws.proposals_hash(s) for s in ws.proposal_splits()}
+
+
+def key_conv5(ws: Workspace) -> dict:
+    return {"maps": [ws.conv5_hash(s) for s in ws.scales], "flip": conv5_flips(ws),
+            **{f"split:{s}": ws.images_key(s) for s in ws.proposal_splits()}}
+
+
+def key_finetune(ws: Workspace) -> dict:
+    c = ws.cfg
+    return {**_training_labels(ws, ws.finetune_split, c.finetune.val_split), "pool": ws.pooling_key(),
+            "model": vars(c.model), "finetune": vars(ws.finetune_cfg), "seed": c.seed}
+
+
+def key_conv5_tuned(ws: Workspace) -> dict:
+    d = ws.cfg.dataset
+    return {"maps": [ws.conv5_hash(s, tuned=True) for s in ws.scales],
+            "images": {s: ws.images_key(s) for s in dict.fromkeys([d.train_split, d.test_split])}}
+
+
+def key_svm_pool5(ws: Workspace) -> dict:
+    c = ws.cfg
+    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.pooling_key(), "svm": vars(c.svm),
+            "norm": vars(c.norm), "seed": c.seed}
+
+
+def key_svm(ws: Workspace) -> dict:
+    return {**key_svm_pool5(ws), "pool": ws.pooling_key(ws.conv_tuned)}
+
+
+def key_bbox_reg(ws: Workspace) -> dict:
+    c = ws.cfg
+    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.pooling_key(ws.conv_tuned),
+            "bbox": vars(c.bbox_reg), "norm": vars(c.norm), "seed": c.seed}
+
+
+def key_test(ws: Workspace) -> dict:
+    c = ws.cfg
+    return {"test": vars(c.test), "images": ws.images_key(c.dataset.test_split), "split": c.dataset.test_split,
+            "pool": ws.pooling_key(ws.conv_tuned)}
+
+
+def key_eval(ws: Workspace) -> dict:
+    return {"eval": vars(ws.cfg.eval), "annotations": ws.annotations_key(ws.cfg.dataset.test_split)}
+
+
+# ---------------------------------------------------------------------------------------- what --force deletes
+def _cached_maps(cache, records) -> list[Path]:
+    return [cache.path(r, s) for r in records for s in cache.scales]
+
+
+def scratch_pretrain(ws: Workspace) -> list[Path]:
+    return [ws.root / "pretrain"]
+
+
+def scratch_proposals(ws: Workspace) -> list[Path]:
+    from proposals.cache import partial_path
+    return [p for s in ws.proposal_splits() for p in (ws.proposals_path(s), partial_path(ws.proposals_path(s)))]
+
+
+def scratch_conv5(ws: Workspace) -> list[Path]:
+    return _cached_maps(ws.conv5_cache(), conv5_views(ws))
+
+
+def scratch_finetune(ws: Workspace) -> list[Path]:
+    """Checkpoints, the head and trunk, and the cached outputs of the conv fine-tuning start."""
+    from .features import cached_map_name
+    views = ws.dataset(ws.finetune_split).with_flipped()
+    return [ws.root / "finetune"] + [d / cached_map_name(r) for d in ws.conv_start_dirs() for r in views]
+
+
+def scratch_conv5_tuned(ws: Workspace) -> list[Path]:
+    return _cached_maps(ws.conv5_cache(tuned=True), tuned_views(ws)) if ws.tuned_trunk_path.is_file() else []
+
+
+def scratch_svm_pool5(ws: Workspace) -> list[Path]:
+    return [ws.root / "svm" / "pool5.pt", *(ws.root / "norms").glob("pool5_*.json")]
+
+
+def scratch_svm(ws: Workspace) -> list[Path]:
+    return [ws.root / "svm" / "fc7.pt", *(ws.root / "norms").glob("fc7_*.json")]
+
+
+def scratch_bbox_reg(ws: Workspace) -> list[Path]:
+    return [ws.root / "bbox_reg", *(ws.root / "norms").glob("pool5_*.json")]
+
+
+def scratch_test(ws: Workspace) -> list[Path]:
+    return [ws.root / "detections" / ws.cfg.dataset.test_split]
+
+
+def scratch_eval(ws: Workspace) -> list[Path]:
+    return [ws.root / "eval"]
+
+
+# ---------------------------------------------------------------------------------------- the table
+def _always(ws: Workspace) -> bool:
+    return True
+
+
+def _train_split(ws: Workspace) -> list[str]:
+    return [ws.cfg.dataset.train_split]
+
+
+def _test_split(ws: Workspace) -> list[str]:
+    return [ws.cfg.dataset.test_split]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the pipeline.
+
+    ``run(ws, progress)`` does the work and returns its outputs; ``reads``: the stages whose outputs it
+    reads; ``key(ws)``: its own key parts (config values and data fingerprints; the keys of ``reads`` are
+    added by :func:`stage_key`); ``used(ws)``: whether this config runs it; ``scratch(ws)``: what
+    ``--force`` deletes; ``splits(ws)``: the data splits it reads, when not all (a stage that works per
+    split, proposals and conv5, keys each split apart as ``split:<name>``, and a reader's key takes only
+    the splits it reads: a replaced test image does not retrain); ``manifest``: False for the dataset
+    stage, which always runs (it is cheap, and generating an embedded dataset is idempotent).
+    """
+
+    name: str
+    run: Callable[[Workspace, bool], list[Path]]
+    reads: tuple[str, ...] = ()
+    key: Callable[[Workspace], dict] = lambda ws: {}
+    used: Callable[[Workspace], bool] = _always
+    scratch: Callable[[Workspace], list[Path]] = lambda ws: []
+    splits: Optional[Callable[[Workspace], list[str]]] = None
+    manifest: bool = True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("dataset", stage_dataset, manifest=False),
+    Stage("pretrain", stage_pretrain, (), key_pretrain, lambda ws: ws.cfg.pretrain is not None, scratch_pretrain),
+    Stage("proposals", stage_proposals, (), key_proposals, _always, scratch_proposals),
+    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.rcnn_mode, scratch_conv5),
+    Stage("finetune", stage_finetune, ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
+          lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s]),
+    Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.conv_tuned,
+          scratch_conv5_tuned),
+    Stage("svm_pool5", stage_svm_pool5, ("proposals", "conv5"), key_svm_pool5,
+          lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split),
+    Stage("svm", stage_svm, ("proposals", "conv5", "finetune", "conv5_tuned"), key_svm, _always, scratch_svm,
+          _train_split),
+    Stage("bbox_reg", stage_bbox_reg, ("proposals", "conv5", "conv5_tuned"), key_bbox_reg,
+          lambda ws: ws.cfg.bbox_reg.enabled, scratch_bbox_reg, _train_split),
+    Stage("test", stage_test, ("proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg"),
+          key_test, _always, scratch_test, _test_split),
+    Stage("eval", stage_eval, ("test",), key_eval, _always, scratch_eval, _test_split),
+)
+STAGE = {s.name: s for s in STAGES}
+STAGE_NAMES = tuple(STAGE)
+
+
+def get_stage(name: str) -> Stage:
+    if name not in STAGE:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    return STAGE[name]
+
+
+def downstream(name: str, ws: Optional[Workspace] = None) -> list[str]:
+    """``name`` and every stage that reads it, directly or not, in table order (with ``ws``: through the
+    stages its config uses; an unused stage passes nothing on, its key being constant)."""
+    hit = {get_stage(name).name}
+    for s in STAGES:
+        if any(r in hit for r in s.reads) and (ws is None or s.used(ws)):
+            hit.add(s.name)
+    return [s.name for s in STAGES if s.name in hit]
+
+
+# ---------------------------------------------------------------------------------------- keys and manifests
+def key_parts(ws: Workspace, name: str) -> dict[str, str]:
+    """Hash of each part of a stage's key: ``own:<part>`` for its own, ``reads:<stage>`` for each stage
+    it reads (that stage's key restricted to the splits this one reads, :attr:`Stage.splits`)."""
+    st = get_stage(name)
+    if not st.used(ws):
+        return {"unused": name}
+    parts = {f"own:{k}": stable_hash(v) for k, v in st.key(ws).items()}
+    splits = st.splits(ws) if st.splits else None
+    parts.update({f"reads:{r}": stage_key(ws, r, splits) for r in st.reads})
+    return parts
+
+
+def stage_key(ws: Workspace, name: str, splits: Optional[list[str]] = None) -> str:
+    """The stage's key: a hash of :func:`key_parts`; with ``splits``, of the parts that concern them
+    (a per-split part ``own:split:<s>`` of another split is left out)."""
+    parts = key_parts(ws, name)
+    if splits is not None:
+        parts = {k: v for k, v in parts.items() if not k.startswith("own:split:") or k[10:] in splits}
+    return stable_hash(parts)
+
+
+def manifest_path(ws: Workspace, name: str) -> Path:
+    return ws.root / "manifests" / f"{name}.json"
+
+
+def stale_reason(ws: Workspace, name: str) -> Optional[str]:
+    """Why a stage is not done (None if done): no manifest, changed key parts, or missing outputs."""
+    if not get_stage(name).used(ws):
+        return None
+    p = manifest_path(ws, name)
+    if not p.is_file():
+        return "not run yet"
+    m = load_json(p)
+    parts = key_parts(ws, name)
+    if m.get("hash") != stable_hash(parts):
+        old = m.get("parts")
+        if not isinstance(old, dict):
+            return "made by an older version of spp-det"
+        changed = sorted(k for k in set(parts) | set(old) if parts.get(k) != old.get(k))
+        return "changed since its last run: " + ", ".join(changed)
+    missing = [o for o in m.get("outputs", []) if not (ws.root / o).exists()]
+    return f"output {missing[0]} is missing" if missing else None
+
+
+def stage_done(ws: Workspace, name: str) -> bool:
+    return stale_reason(ws, name) is None
+
+
+def mark_done(ws: Workspace, name: str, outputs: list[Path | str], info: Optional[dict] = None) -> None:
+    """Record a finished stage; outputs are stored relative to the work directory (relocatable)."""
+    root = ws.root.resolve()
+    rel = [str(Path(o).resolve().relative_to(root)) if Path(o).resolve().is_relative_to(root)
+           else str(Path(o).resolve()) for o in outputs]
+    parts = key_parts(ws, name)
+    save_json({"stage": name, "hash": stable_hash(parts), "parts": parts, "outputs": rel, "info": info or {}},
+              manifest_path(ws, name))
+
+
+def manifest_info(ws: Workspace, name: str) -> dict:
+    p = manifest_path(ws, name)
+    return load_json(p).get("info", {}) if p.is_file() else {}
+
+
+def remove_paths(paths: list[Path]) -> int:
+    """Delete files and directory trees that exist; returns how many went."""
+    n = 0
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        n += 1
+    return n
+
+
+def force(ws: Workspace, name: str) -> list[str]:
+    """Make ``name`` and everything downstream of it recompute from scratch: delete their manifests,
+    outputs, partial outputs and caches (:attr:`Stage.scratch`). Returns the stages reset."""
+    reset = []
+    for s in downstream(name, ws):
+        st = STAGE[s]
+        if not st.manifest:
+            continue
+        n = remove_paths([manifest_path(ws, s)] + st.scratch(ws))
+        log.info("--force %s: %s reset (%d files or folders deleted)", name, s, n)
+        reset.append(s)
+    return reset

@@ -1,0 +1,157 @@
+"""Never a stale result: data edits invalidate exactly the stages that read the data; ``--force`` recomputes.
+
+One small pipeline is run once; each test copies its data and work directory (content keys do not
+depend on where the data live, so the copy is up to date), edits the copy and reruns.
+"""
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from helpers import tiny_config
+from spp_det.config import config_from_dict
+from spp_det.pipeline import run_pipeline, run_stage
+from spp_det.stages import STAGE_NAMES, downstream, stage_done
+from spp_det.workspace import Workspace
+
+
+def _config(tmp: Path, data: Path, work: Path):
+    d = tiny_config(tmp, data, workdir=str(work),
+                    finetune={"iterations": 12, "lr_steps": [], "snapshot_every": 4},
+                    norm={"images": 4, "boxes_per_image": 20})
+    return config_from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inval")
+    run_pipeline(_config(tmp, tmp / "data" / "VOC2007", tmp / "work"), progress=False)
+    return tmp
+
+
+@pytest.fixture
+def copy(done, tmp_path):
+    """A copy of the finished experiment's data and work directory; returns its config."""
+    shutil.copytree(done / "data", tmp_path / "data")
+    shutil.copytree(done / "work", tmp_path / "work")
+    cfg = _config(tmp_path, tmp_path / "data" / "VOC2007", tmp_path / "work")
+    cfg.dataset.generate = None  # the copy is user data now: nothing regenerates it
+    return cfg
+
+
+def ran(out: str) -> set[str]:
+    return set(re.findall(r"^\[(\w+)\] running$", out, re.M))
+
+
+def _edit_xml(path: Path, fn) -> None:
+    tree = ET.parse(path)
+    fn(tree.getroot())
+    tree.write(path)
+
+
+def test_a_copied_dataset_keeps_every_stage(copy, capsys):
+    run_pipeline(copy, progress=False)
+    out = capsys.readouterr().out
+    assert ran(out) == {"dataset"}, out
+
+
+def test_editing_a_test_box_reruns_only_the_evaluation(copy, capsys):
+    root = Path(copy.dataset.root)
+    test_id = (root / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    before = (Path(copy.workdir) / "eval" / "test_fc7_bbox.json").read_text()
+
+    def shrink(ann):
+        box = ann.find("object/bndbox")
+        box.find("xmax").text = str(int(float(box.find("xmin").text)) + 2)  # a 3-px-wide box: unmatched
+    _edit_xml(root / "Annotations" / f"{test_id}.xml", shrink)
+    run_pipeline(copy, progress=False)
+    out = capsys.readouterr().out
+    assert ran(out) == {"dataset", "eval"}, out
+    assert (Path(copy.workdir) / "eval" / "test_fc7_bbox.json").read_text() != before
+
+
+def test_relabelling_a_training_object_retrains_but_keeps_proposals_and_maps(copy, capsys):
+    from spp_det.data.synthetic import CLASSES
+    root = Path(copy.dataset.root)
+    train_id = (root / "ImageSets" / "Main" / "trainval.txt").read_text().split()[0]
+
+    def relabel(ann):
+        name = ann.find("object/name")
+        name.text = next(c for c in CLASSES if c != name.text)
+    _edit_xml(root / "Annotations" / f"{train_id}.xml", relabel)
+    run_pipeline(copy, progress=False)
+    out = capsys.readouterr().out
+    assert ran(out) == {"dataset", "finetune", "svm_pool5", "svm", "bbox_reg", "test", "eval"}, out
+    assert "resuming fine-tuning" not in out
+
+
+def test_replacing_a_test_image_recomputes_its_proposals_and_map_only(copy, capsys, caplog):
+    root = Path(copy.dataset.root)
+    test_id = (root / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    jpg = root / "JPEGImages" / f"{test_id}.jpg"
+    cv2.imwrite(str(jpg), cv2.imread(str(jpg))[:, ::-1])  # same size, other pixels
+    ws = Workspace(copy)
+    maps_before = set(ws.conv5_cache().dirs[224].iterdir())
+    caplog.set_level("INFO")
+    run_pipeline(copy, progress=False)
+    out = capsys.readouterr().out
+    assert ran(out) == {"dataset", "proposals", "conv5", "test", "eval"}, out
+    new_maps = set(Workspace(copy).conv5_cache().dirs[224].iterdir()) - maps_before
+    assert [p.name.split(".")[0] for p in new_maps] == [test_id]  # only the replaced image's map was computed
+    assert "conv5 [224]: 1 images" in caplog.text
+    assert "changed since its last run" in caplog.text
+
+
+def test_force_recomputes_a_stage_and_everything_downstream_from_scratch(copy, capsys, caplog):
+    ws = Workspace(copy)
+    best = torch.load(ws.root / "finetune" / "best.pt")
+    ckpt = torch.load(ws.root / "finetune" / "ckpt.pt", weights_only=False)
+    assert ckpt["iter"] == 12
+    caplog.set_level("INFO")
+    run_pipeline(copy, progress=False, force=["finetune"])
+    out = capsys.readouterr().out
+    assert downstream("finetune", ws) == ["finetune", "svm", "test", "eval"]  # conv5_tuned unused: no bbox_reg
+    assert ran(out) == {"dataset", "finetune", "svm", "test", "eval"}, out
+    assert "resuming" not in caplog.text
+    again = torch.load(ws.root / "finetune" / "best.pt")
+    for k in best:  # from scratch on the same data: the same weights (CPU, seeded)
+        torch.testing.assert_close(again[k], best[k], rtol=0, atol=1e-6)
+    assert downstream("finetune") == ["finetune", "conv5_tuned", "svm", "bbox_reg", "test", "eval"]
+
+
+def test_force_on_a_single_stage_tool_invalidates_downstream(copy):
+    """``tools/<stage>.py --force`` runs one stage; what reads it must not stay 'done'."""
+    ws = Workspace(copy)
+    run_stage(ws, "svm", progress=False, force=True)
+    assert stage_done(ws, "svm")
+    assert not stage_done(ws, "test") and not stage_done(ws, "eval")
+    assert stage_done(ws, "bbox_reg") and stage_done(ws, "finetune")
+    assert not (ws.root / "detections" / "test").exists()  # reset: no old detections left to be read
+
+
+def test_feature_norm_follows_the_weights_it_measured(copy):
+    from spp_det.finetune import load_head
+    from spp_det.window_features import WindowFeatures, feature_scale
+    ws = Workspace(copy)
+    head = load_head(ws)
+    feats = WindowFeatures(ws.pooler(), "fc7", head)
+    s1 = feature_scale(ws, feats, "trainval", ws.conv5_cache(), progress=False)
+    n1 = sorted((ws.root / "norms").glob("fc7_*.json"))
+    with torch.no_grad():
+        head.fc7.weight.mul_(2.0)
+    s2 = feature_scale(ws, WindowFeatures(ws.pooler(), "fc7", head), "trainval", ws.conv5_cache(), progress=False)
+    assert len(sorted((ws.root / "norms").glob("fc7_*.json"))) == len(n1) + 1
+    assert s2 != pytest.approx(s1)
+
+
+def test_every_stage_is_in_the_table_once():
+    assert len(set(STAGE_NAMES)) == len(STAGE_NAMES)
+    for name in STAGE_NAMES:
+        assert downstream(name)[0] == name
+    assert np.all([STAGE_NAMES.index(r) < STAGE_NAMES.index(s.name)
+                   for s in __import__("spp_det.stages").stages.STAGES for r in s.reads])
