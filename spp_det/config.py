@@ -17,14 +17,21 @@ model.scale_select           ``paper``              ``released``
 ``svm.prune_neg_overlap`` defaults to ``null`` (off) because the released code and
 R-CNN do not prune; set 0.7 for the paper's variant.
 
-Load with :func:`load_config`; unknown keys are an error naming the key.
+Load with :func:`load_config`. Every value is checked against the type its field declares here
+(pydantic validates the dataclasses' own annotations, so the types are stated once): a value
+converts only where the conversion is exact (``"60"`` -> 60, ``"1e-4"`` -> 0.0001, which YAML 1.1
+reads as a string), an option with a fixed set of values is a ``Literal`` and its error lists them,
+and any other mismatch or an unknown key is an error naming the key, the value and the expected type.
+pydantic rather than a hand-written checker: it already handles ``Optional``, nested lists and dicts
+and dataclass fields, with messages that say what was expected.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
@@ -49,7 +56,7 @@ class GenerateConfig:
 
 @dataclass
 class DatasetConfig:
-    format: str = "voc"  # "voc" (VOCdevkit layout under root) | "coco" (coco_files; file_name relative to root)
+    format: Literal["voc", "coco"] = "voc"  # VOCdevkit layout under root | coco_files, file_name relative to root
     root: str = "data/VOCdevkit/VOC2007"
     coco_files: dict[str, str] = field(default_factory=dict)  # split -> instances json (format: coco)
     coco_skip_unknown: bool = False  # ignore json categories not in classes (default: error)
@@ -62,8 +69,8 @@ class DatasetConfig:
 
 @dataclass
 class ProposalsConfig:
-    method: str = "selective_search"  # or "mat" (R-CNN's precomputed .mat files)
-    mode: str = "fast"  # "fast" | "quality"
+    method: Literal["selective_search", "mat"] = "selective_search"  # mat: R-CNN's precomputed .mat files
+    mode: Literal["fast", "quality"] = "fast"
     base_k: int = 50  # R-CNN fast mode: k in {50, 100}
     inc_k: int = 50
     sigma: float = 0.8
@@ -84,9 +91,9 @@ class BackboneConfig:
 @dataclass
 class ModelConfig:
     scales: list[int] = field(default_factory=lambda: [688])  # 5-scale: [480, 576, 688, 864, 1200]
-    scale_select: str = "paper"  # multi-scale window -> scale rule: "paper" | "released"
+    scale_select: Literal["paper", "released"] = "paper"  # multi-scale window -> scale rule
     spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
-    projection: str = "paper"  # "paper" | "offset"
+    projection: Literal["paper", "offset"] = "paper"
     projection_offset: Optional[float] = None  # offset rule: default stride/2 - 1.5
     fc_dim: int = 4096
     dropout: float = 0.5
@@ -131,7 +138,7 @@ class FinetuneConfig:
     iterations: Optional[int] = None  # run length in iterations ...
     epochs: Optional[float] = None  # ... or in passes over the foreground windows (setting one unsets the other)
     base_lr: Optional[float] = None
-    lr_policy: Optional[str] = None  # "step" (x gamma at each of lr_steps) | "cosine" (to 0 at the end)
+    lr_policy: Optional[Literal["step", "cosine"]] = None  # step: x gamma at each of lr_steps; cosine: to 0 at the end
     lr_steps: Optional[list[int]] = None  # iterations; giving them without lr_policy means "step"
     warmup_iterations: Optional[int] = None  # lr rises linearly from 0 over these first iterations
     # conv fine-tuning through the pyramid (beyond the paper, as in Fast R-CNN): the last conv_layers
@@ -171,8 +178,6 @@ class FinetuneConfig:
         out = dataclasses.replace(self, recipe=recipe, **values)
         if (out.iterations is None) == (out.epochs is None):
             raise ValueError("config: give one of finetune.iterations and finetune.epochs, not both")
-        if out.lr_policy not in ("step", "cosine"):
-            raise ValueError(f"config: finetune.lr_policy must be 'step' or 'cosine', not {out.lr_policy!r}")
         if (out.iterations is not None and out.iterations < 0) or (out.epochs is not None and out.epochs <= 0):
             raise ValueError("config: finetune.iterations must be >= 0 and finetune.epochs > 0")
         return out
@@ -214,11 +219,11 @@ class TestConfig:
     score_thresh: float = -1.5
     nms: float = 0.3
     max_per_class: int = 100
-    bbox_reg_order: str = "before_nms"  # "before_nms" | "after_nms"
+    bbox_reg_order: Literal["before_nms", "after_nms"] = "before_nms"
     # test-time fc speed-ups (not in the paper): truncated SVD of fc6/fc7 to these ranks, as in Fast
-    # R-CNN ([1024, 256] for 4096-d fc); and the dtype fc6/fc7 run in ("float32" | "bfloat16")
+    # R-CNN ([1024, 256] for 4096-d fc); and the dtype fc6/fc7 run in
     fc_svd: Optional[list[int]] = None
-    fc_dtype: str = "float32"
+    fc_dtype: Literal["float32", "bfloat16"] = "float32"
 
 
 @dataclass
@@ -241,7 +246,7 @@ class PretrainConfig:
     crop: int = 224
     epochs: int = 30
     batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (paper: SGD + momentum) | "adam"
+    optimizer: Literal["sgd", "adam"] = "sgd"  # sgd: the paper's SGD + momentum
     base_lr: float = 0.01
     lr_steps: list[int] = field(default_factory=list)  # epochs at which lr *= gamma
     gamma: float = 0.1
@@ -250,7 +255,8 @@ class PretrainConfig:
     fc_dim: int = 4096
     dropout: float = 0.5
     seed: int = 0
-    eval_modes: list[str] = field(default_factory=lambda: ["center", "full", "multiview"])
+    eval_modes: list[Literal["center", "full", "multiview"]] = field(
+        default_factory=lambda: ["center", "full", "multiview"])
     eval_images: Optional[int] = None  # evaluate on this many evenly spaced val images (null = all)
     multiview_scales: list[int] = field(default_factory=lambda: [224, 256, 300, 360, 448, 560])
 
@@ -260,7 +266,7 @@ class Config:
     name: str = "experiment"
     workdir: str = "runs/experiment"
     seed: int = 0
-    mode: str = "spp"  # "spp": conv once per image, windows pooled from conv5 | "rcnn": conv per warped window
+    mode: Literal["spp", "rcnn"] = "spp"  # spp: conv once per image, windows pooled from conv5; rcnn: per warped window
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -283,8 +289,6 @@ class Config:
             raise ValueError("config: dataset.classes is empty")
         if len(set(self.dataset.classes)) != len(self.dataset.classes):
             raise ValueError("config: dataset.classes has duplicates")
-        if self.dataset.format not in ("voc", "coco"):
-            raise ValueError(f"config: dataset.format must be 'voc' or 'coco', not {self.dataset.format!r}")
         if self.dataset.format == "coco" and self.dataset.generate is not None:
             raise ValueError("config: dataset.generate makes a VOC-format dataset; it needs dataset.format: voc")
         if self.dataset.generate is not None:
@@ -295,37 +299,21 @@ class Config:
             if len(self.dataset.classes) > FAMILIES[fam][2]:
                 raise ValueError(f"config: dataset.generate.family {fam!r} tells at most {FAMILIES[fam][2]} classes "
                                  f"apart; dataset.classes has {len(self.dataset.classes)}")
-        if self.model.projection not in ("paper", "offset"):
-            raise ValueError(f"config: model.projection must be 'paper' or 'offset', not {self.model.projection!r}")
-        if self.test.bbox_reg_order not in ("before_nms", "after_nms"):
-            raise ValueError("config: test.bbox_reg_order must be 'before_nms' or 'after_nms'")
-        if self.proposals.mode not in ("fast", "quality"):
-            raise ValueError("config: proposals.mode must be 'fast' or 'quality'")
         if not self.model.scales or any(s <= 0 for s in self.model.scales):
             raise ValueError("config: model.scales must be a non-empty list of positive sizes")
         if len(set(self.model.scales)) != len(self.model.scales):
             raise ValueError(f"config: model.scales has duplicates: {self.model.scales}")
-        if self.test.fc_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"config: test.fc_dtype must be 'float32' or 'bfloat16', not {self.test.fc_dtype!r}")
         if self.test.fc_svd is not None and (len(self.test.fc_svd) != 2 or min(self.test.fc_svd) < 1):
             raise ValueError(f"config: test.fc_svd must be [rank_fc6, rank_fc7] (positive), not {self.test.fc_svd}")
-        if self.mode not in ("spp", "rcnn"):
-            raise ValueError(f"config: mode must be 'spp' or 'rcnn', not {self.mode!r}")
         if self.mode == "rcnn" and len(self.model.scales) > 1:
             raise ValueError("config: mode 'rcnn' warps every window to one input size; model.scales must have "
                              f"a single entry (it is unused), not {self.model.scales}")
         if self.rcnn.context < 0 or (self.rcnn.input_size is not None and self.rcnn.input_size <= 2 * self.rcnn.context):
             raise ValueError("config: rcnn.context must be >= 0 and rcnn.input_size > 2 * rcnn.context")
-        if self.model.scale_select not in ("paper", "released"):
-            raise ValueError("config: model.scale_select must be 'paper' or 'released'")
         if self.pretrain is not None:
             p = self.pretrain
             if not p.sizes or any(x <= 0 for x in p.sizes) or p.crop > p.resize:
                 raise ValueError("config: pretrain.sizes must be positive and pretrain.crop <= pretrain.resize")
-            if p.optimizer not in ("sgd", "adam"):
-                raise ValueError(f"config: pretrain.optimizer must be 'sgd' or 'adam', not {p.optimizer!r}")
-            if any(m not in ("center", "full", "multiview") for m in p.eval_modes):
-                raise ValueError(f"config: pretrain.eval_modes must be among center, full, multiview: {p.eval_modes}")
             if any(s < p.crop for s in p.multiview_scales):
                 raise ValueError("config: pretrain.multiview_scales must be >= pretrain.crop")
         if self.backbone.weights == "pretrain":
@@ -347,35 +335,56 @@ class Config:
         return self
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {where or 'top level'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ValueError(f"config: unknown key {where + '.' if where else ''}{key} "
-                             f"(known: {', '.join(sorted(fields))})")
-        sub = _DATACLASS_FIELDS.get((cls, key))
-        if sub is not None and value is not None:
-            kwargs[key] = _from_dict(sub, value, f"{where}.{key}" if where else key)
-        else:
-            kwargs[key] = value
-    return cls(**kwargs)
+_CONFIG_CLASSES = (GenerateConfig, DatasetConfig, ProposalsConfig, BackboneConfig, ModelConfig, RCNNConfig,
+                   FeaturesConfig, FinetuneConfig, SvmConfig, NormConfig, BboxRegConfig, TestConfig, EvalConfig,
+                   PretrainConfig, Config)
 
 
-_DATACLASS_FIELDS = {
-    (Config, "dataset"): DatasetConfig, (Config, "proposals"): ProposalsConfig,
-    (Config, "backbone"): BackboneConfig, (Config, "model"): ModelConfig, (Config, "rcnn"): RCNNConfig,
-    (Config, "features"): FeaturesConfig, (Config, "finetune"): FinetuneConfig,
-    (Config, "svm"): SvmConfig, (Config, "norm"): NormConfig, (Config, "bbox_reg"): BboxRegConfig,
-    (Config, "test"): TestConfig, (Config, "eval"): EvalConfig,
-    (DatasetConfig, "generate"): GenerateConfig, (Config, "pretrain"): PretrainConfig,
-}
+@functools.cache
+def _validator():
+    """pydantic's validator of :class:`Config` built from the dataclasses' annotations (unknown keys forbidden)."""
+    from pydantic import ConfigDict, TypeAdapter
+    for cls in _CONFIG_CLASSES:
+        cls.__pydantic_config__ = ConfigDict(extra="forbid")
+    return TypeAdapter(Config)
+
+
+def _error_line(err: dict) -> str:
+    """One pydantic error as ``<key>: <what was expected> (got <value>)``."""
+    key = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"]).lstrip(".") or "top level"
+    if err["type"] == "unexpected_keyword_argument":
+        cls = _section_class(err["loc"][:-1])
+        known = ", ".join(f.name for f in dataclasses.fields(cls)) if cls else "?"
+        return f"unknown key {key} (known: {known})"
+    if err["type"] == "missing_argument":
+        return f"{key}: a value is required"
+    value = err.get("input")
+    return f"{key}: {err['msg'].replace('Input should be', 'should be')} (got {value!r})"
+
+
+def _section_class(loc: tuple) -> Optional[type]:
+    """The dataclass of the config section at ``loc`` (a tuple of keys), if it is one."""
+    import typing
+    cls: Any = Config
+    for name in loc:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hint = typing.get_type_hints(cls).get(name)
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        cls = args[0]
+    return cls if dataclasses.is_dataclass(cls) else None
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return _from_dict(Config, data or {}, "").validate()
+    """A validated :class:`Config` from a mapping (see the module docstring); ``ValueError`` naming the key."""
+    from pydantic import ValidationError
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"config: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        cfg = _validator().validate_python(data or {})
+    except ValidationError as e:
+        raise ValueError("config: " + "; ".join(_error_line(err) for err in e.errors())) from None
+    return cfg.validate()
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -418,9 +427,14 @@ def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Conf
         key, value = ov.split("=", 1)
         node = data
         parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {ov!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {ov!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     try:
         return config_from_dict(data)
     except (ValueError, TypeError) as e:
