@@ -1,5 +1,6 @@
 """VOC AP against a literal port of the devkit's VOCevaldet.m / VOCap.m and hand-worked cases."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,52 @@ def test_comp4_for_unknown_image_is_an_error(tmp_path):
     ds = VOCDataset(tmp_path / "voc", "test", ["cat"])
     with pytest.raises(ValueError, match="not in split"):
         evaluate_comp4_dir(tmp_path, ds.records, ["cat"], "test")
+
+
+def _eval_tool(tmp_path, results, classes="cat,dog", out=None):
+    cmd = [sys.executable, str(ROOT / "tools" / "eval_voc.py"), "--voc-root", str(tmp_path / "voc"), "--split", "test",
+           "--results", str(results), "--classes", classes] + (["--out", str(out)] if out else [])
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+CAT_ONLY = {"000001": [{"name": "cat", "box": (0, 0, 9, 9), "truncated": False, "difficult": False}],
+            "000002": [{"name": "cat", "box": (10, 10, 29, 29), "truncated": False, "difficult": False}]}
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing", "results directory not found"),
+    ("empty", "no comp4 result file for split 'test'"),
+    ("nan", "comp4_det_test_cat.txt:2: score and box must be finite numbers"),
+    ("inf_box", "comp4_det_test_cat.txt:1: score and box must be finite numbers"),
+])
+def test_eval_tool_refuses_results_it_cannot_score(tmp_path, case, expect):
+    write_voc(tmp_path / "voc", CAT_ONLY, ["cat", "dog"])
+    res = tmp_path / "res"
+    if case != "missing":
+        res.mkdir()
+    if case == "nan":
+        (res / "comp4_det_test_cat.txt").write_text("000001 0.9 1 1 10 10\n000002 nan 11 11 30 30\n")
+    if case == "inf_box":
+        (res / "comp4_det_test_cat.txt").write_text("000001 0.9 1 1 inf 10\n")
+    out = tmp_path / "ap.json"
+    p = _eval_tool(tmp_path, res, out=out)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], p.stderr
+    assert not out.exists()
+
+
+def test_a_class_without_test_objects_is_reported_and_left_out_of_the_mean(tmp_path):
+    write_voc(tmp_path / "voc", CAT_ONLY, ["cat", "dog"])
+    shutil.rmtree(tmp_path / "voc" / "JPEGImages")  # evaluation needs only Annotations and ImageSets
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "comp4_det_test_cat.txt").write_text("000001 0.9 1 1 10 10\n000002 0.8 200 200 210 210\n")
+    (res / "comp4_det_test_dog.txt").write_text("000001 0.7 1 1 10 10\n")
+    out = tmp_path / "ap.json"
+    p = _eval_tool(tmp_path, res, out=out)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())  # strict JSON: no bare NaN
+    assert r["ap"] == {"cat": pytest.approx(6 / 11), "dog": None} and r["npos"] == {"cat": 2, "dog": 0}
+    assert r["mAP"] == pytest.approx(6 / 11)  # dog is not in the mean
+    assert "no test object" in p.stdout

@@ -4,7 +4,9 @@
 Usage: python tools/eval_voc.py --voc-root data/VOCdevkit/VOC2007 --split test --results DIR [--out ap.json]
 
 DIR holds comp4_det_<split>_<cls>.txt (or results/VOC2007/Main/ below it), lines
-'image_id score x1 y1 x2 y2' with 1-based boxes, from any detector.
+'image_id score x1 y1 x2 y2' with 1-based boxes, from any detector. Needs only Annotations/ and
+ImageSets/ of the dataset. A class with no test object is reported as such and left out of the mean
+(null in --out); a missing or empty results directory, or a non-finite score, is an error.
 """
 import argparse
 import sys
@@ -21,7 +23,7 @@ def main() -> int:
     p.add_argument("--classes", help="comma-separated class list (default: the 20 VOC classes)")
     p.add_argument("--metric", choices=["voc07", "voc10"], default="voc07",
                    help="voc07: 11-point (default); voc10: area under the precision envelope")
-    p.add_argument("--out", help="write {'mAP': m, 'ap': {cls: ap}} here (JSON)")
+    p.add_argument("--out", help="write {'mAP': m, 'ap': {cls: ap}, 'npos': {cls: n}} here (JSON)")
     args = p.parse_args()
 
     def go() -> None:
@@ -29,11 +31,11 @@ def main() -> int:
         from spp_det.evaluation.voc import evaluate_comp4_dir, format_ap_table
         from spp_det.io_utils import save_json
         classes = args.classes.split(",") if args.classes else list(VOC_CLASSES)
-        ds = VOCDataset(args.voc_root, args.split, classes)
+        ds = VOCDataset(args.voc_root, args.split, classes, require_images=False)  # Annotations + ImageSets only
         res = evaluate_comp4_dir(args.results, ds.records, classes, args.split, args.metric == "voc07")
         print(format_ap_table(res, f"AP on {args.split} ({len(ds)} images):"))
         if args.out:
-            save_json({"mAP": res["mAP"], "ap": res["ap"]}, args.out)
+            save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"]}, args.out)
 
     return run_main(go)
 

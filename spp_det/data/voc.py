@@ -91,8 +91,10 @@ def _flag(node: ET.Element, tag: str, xml: Path) -> bool:
         raise DatasetError(f"{xml}: <{tag}> must be 0 or 1, got {child.text.strip()!r}") from None
 
 
-def parse_annotation(xml: Path, classes: Sequence[str], image_dir: Path, image_id: str) -> ImageRecord:
-    """Parse and validate one VOC XML file."""
+def parse_annotation(xml: Path, classes: Sequence[str], image_dir: Path, image_id: str,
+                     require_image: bool = True) -> ImageRecord:
+    """Parse and validate one VOC XML file (``require_image``: its image file must exist; evaluation
+    needs only the annotations)."""
     if not xml.is_file():
         raise DatasetError(f"{xml}: annotation file not found (listed in the split)")
     try:
@@ -107,7 +109,7 @@ def parse_annotation(xml: Path, classes: Sequence[str], image_dir: Path, image_i
         raise DatasetError(f"{xml}: image size must be positive, got {width}x{height}")
     filename = root.findtext("filename")
     path = image_dir / (filename.strip() if filename and filename.strip() else f"{image_id}.jpg")
-    if not path.is_file():
+    if require_image and not path.is_file():
         alt = image_dir / f"{image_id}.jpg"
         if not alt.is_file():
             raise DatasetError(f"{xml}: image file not found: {path}")
@@ -193,7 +195,7 @@ class DetectionDataset:
 class VOCDataset(DetectionDataset):
     """All records of one split of a VOC-format dataset, validated on load."""
 
-    def __init__(self, root: str | Path, split: str, classes: Sequence[str]):
+    def __init__(self, root: str | Path, split: str, classes: Sequence[str], require_images: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset root not found")
@@ -201,5 +203,5 @@ class VOCDataset(DetectionDataset):
         self.classes = list(classes)
         ids = read_split(self.root, split)
         self.records = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self.classes,
-                                         self.root / "JPEGImages", i) for i in ids]
+                                         self.root / "JPEGImages", i, require_images) for i in ids]
         self._index()

@@ -16,11 +16,14 @@ Result files (comp4): ``<dir>/comp4_det_<split>_<cls>.txt`` (also found under
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,7 +118,10 @@ def evaluate(dets: Sequence[ClassDetections], records: Sequence, classes: Sequen
              use_07_metric: bool = True, iou_threshold: float = 0.5) -> dict:
     """``{"mAP": m, "ap": {cls: ap}, "npos": {cls: n}}``; ``dets[c]`` boxes in the records' convention.
 
-    Classes with no GT object get AP NaN and are left out of the mean.
+    A class with no (non-difficult) test object has no recall: its AP is NaN (``null`` in the JSON
+    files) and it is left out of the mean. The devkit has no such case (every VOC class is in every
+    VOC test set; its code would divide by zero); this is what a subset of VOC, or another dataset,
+    needs. No test object of any class is an error.
     """
     gts = gt_by_class(records, len(classes))
     aps, npos = {}, {}
@@ -123,7 +129,9 @@ def evaluate(dets: Sequence[ClassDetections], records: Sequence, classes: Sequen
         res = eval_class(dets[c], gts[c], iou_threshold, use_07_metric)
         aps[name], npos[name] = res["ap"], res["npos"]
     valid = [a for a in aps.values() if not np.isnan(a)]
-    return {"mAP": float(np.mean(valid)) if valid else float("nan"), "ap": aps, "npos": npos,
+    if not valid:
+        raise ValueError(f"no test object of any class ({', '.join(classes)}) in these records: nothing to evaluate")
+    return {"mAP": float(np.mean(valid)), "ap": aps, "npos": npos,
             "metric": "VOC07 11-point" if use_07_metric else "VOC2010+ area"}
 
 
@@ -153,6 +161,8 @@ def read_comp4(path: str | Path) -> ClassDetections:
             vals = [float(v) for v in parts[1:]]
         except ValueError:
             raise ValueError(f"{path}:{n}: non-numeric value in {line!r}") from None
+        if not all(np.isfinite(vals)):
+            raise ValueError(f"{path}:{n}: score and box must be finite numbers, got {line!r}")
         ids.append(parts[0])
         scores.append(vals[0])
         boxes.append(vals[1:])
@@ -172,17 +182,28 @@ def load_comp4_dir(results_dir: str | Path, records: Sequence, classes: Sequence
                    split: str) -> list[ClassDetections]:
     """One :class:`ClassDetections` per class from comp4 files, boxes converted to internal 0-based.
 
-    A class whose file is missing has no detections; ids not in ``records`` are an error.
+    A class whose file is missing has no detections (logged); a missing results directory, one without
+    a comp4 file of any class, and ids not in ``records`` are errors.
     """
+    if not Path(results_dir).is_dir():
+        raise ValueError(f"{results_dir}: results directory not found")
+    files = {c: find_comp4(results_dir, split, c) for c in classes}
+    if not any(files.values()):
+        raise ValueError(f"{results_dir}: no comp4 result file for split {split!r} "
+                         f"(want comp4_det_{split}_<class>.txt for classes {', '.join(classes)})")
     dets = []
     known = {r.image_id for r in records}
     for c in classes:
-        p = find_comp4(results_dir, split, c)
+        p = files[c]
         d = read_comp4(p) if p else ClassDetections.empty()
         unknown = sorted(set(d.image_ids.tolist()) - known)
         if unknown:
             raise ValueError(f"{p}: detections for images not in split {split!r}: {unknown[:5]}")
         dets.append(ClassDetections(d.image_ids, d.scores, d.boxes - 1.0))  # to internal 0-based
+    missing = [c for c, p in files.items() if p is None]
+    if missing:  # said once every file has parsed, so that a bad file's error stays the only line
+        log.warning("%s: no comp4 file for %s: no detections of those classes (AP 0)", results_dir,
+                    ", ".join(missing))
     return dets
 
 
@@ -196,6 +217,7 @@ def format_ap_table(result: dict, title: str = "") -> str:
     names = list(result["ap"])
     width = max(8, *(len(n) for n in names))
     lines = [title] if title else []
-    lines += [f"  {n:<{width}}  {100 * a:6.2f}" for n, a in result["ap"].items()]
+    lines += [f"  {n:<{width}}  {100 * a:6.2f}" if np.isfinite(a) else
+              f"  {n:<{width}}       -   (no test object: not in the mean)" for n, a in result["ap"].items()]
     lines.append(f"  {'mAP':<{width}}  {100 * result['mAP']:6.2f}   ({result.get('metric', '')})")
     return "\n".join(lines)
