@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -63,6 +64,12 @@ def _work(item: tuple[str, str, tuple[int, int], SearchParams]) -> tuple[str, np
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core; no oversubscription
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it saves and stops us
+    try:  # Linux: die with the parent, even when it is killed with -9, instead of writing BrokenPipe tracebacks
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def partial_path(out_path: str | Path) -> Path:
@@ -97,6 +104,10 @@ def compute_proposals(items: Sequence[tuple[str, str, tuple[int, int]]], out_pat
         except (ValueError, OSError, EOFError):  # unreadable checkpoint: start over
             done = {}
     todo = [(i, str(p), hw, params) for i, p, hw in items if i not in done]
+    big = sum(1 for *_, hw, _ in todo if params.max_image_side and max(hw) > params.max_image_side)
+    if big:
+        log.info("%s: %d of %d images are larger than proposals.max_image_side = %d px: searched downscaled to it, "
+                 "boxes mapped back", out_path.stem, big, len(todo), params.max_image_side)
     t0 = time.perf_counter()
     busy = 0.0
     last_ckpt = len(done)

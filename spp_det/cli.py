@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from .config import Config, load_config
 
@@ -28,19 +29,36 @@ def load_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send before killing a job), raised like Ctrl-C so that the same
+    clean-up runs: the stage in progress saves what it finished (proposals, fine-tuning checkpoints)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def run_main(fn) -> int:
-    """Run ``fn()``; turn expected user errors into one clear line and exit code 2."""
+    """Run ``fn()``; turn expected user errors into one clear line and exit code 2; SIGTERM and
+    Ctrl-C keep finished work and exit 143 / 130."""
     from .data.images import ImageError
     from .data.voc import DatasetError
+    from .io_utils import WorkdirBusy
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         fn()
-    except (DatasetError, ImageError, FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+    except (DatasetError, ImageError, FileNotFoundError, FileExistsError, ValueError, KeyError, WorkdirBusy) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except OSError as e:  # read-only or full disk, permissions: the path and the reason, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}: finished work is kept; rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
 
 
@@ -55,14 +73,14 @@ def stage_main(stage: str, description: str) -> int:
 
     def go() -> None:
         from .config import save_config
-        from .pipeline import run_stage
+        from .pipeline import open_workdir, run_stage
         from .workspace import Workspace
         cfg = load_from_args(args)
         ws = Workspace(cfg)
-        ws.root.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, ws.root / "config.yaml")
-        if cfg.dataset.generate is not None:  # the embedded dataset is made on first use
-            run_stage(ws, "dataset", progress=not args.no_progress)
-        run_stage(ws, stage, progress=not args.no_progress, force=args.force)
+        with open_workdir(ws):
+            save_config(cfg, ws.root / "config.yaml")
+            if cfg.dataset.generate is not None:  # the embedded dataset is made on first use
+                run_stage(ws, "dataset", progress=not args.no_progress)
+            run_stage(ws, stage, progress=not args.no_progress, force=args.force)
 
     return run_main(go)

@@ -76,7 +76,10 @@ class ProposalsConfig:
     sigma: float = 0.8
     max_boxes: int = 2000
     min_size: int = 8  # boxes narrower or shorter than this (px) are dropped
-    max_image_side: Optional[int] = None  # resize before search (boxes mapped back)
+    # longer sides than this are searched downscaled to it (boxes mapped back, a log line says how many):
+    # bounds time and memory (a 6000 x 4000 photo at full size: > 15 min, 2.4 GB); VOC and COCO images
+    # (<= 640 px) are never resized. null: always full size
+    max_image_side: Optional[int] = 1000
     workers: int = 2
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
     cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked
@@ -402,7 +405,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in seen:
         raise ValueError(f"{path}: 'inherit' cycle: {' -> '.join(map(str, seen + (path,)))}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: malformed YAML: {e}") from e
     if not isinstance(data, dict):

@@ -12,6 +12,8 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -29,7 +31,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -38,6 +40,70 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary file or folder made for ``name``: ``.<name>.<pid>.``; the pid lets
+    :func:`remove_stale_temps` tell one a killed process left from one still being written."""
+    return f".{name}.{os.getpid()}."
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}(\.tmp.*)?$")  # temp_prefix + tempfile's 8 random characters
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(directory: str | os.PathLike, depth: int = 0) -> int:
+    """Delete temporary files and folders (:func:`temp_prefix`) in ``directory`` (and ``depth`` levels
+    of sub-folders) whose process is gone: what a ``kill -9`` left behind. Returns how many went."""
+    n = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # absent or unreadable: nothing of ours to clean
+        return 0
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+            n += 1
+        elif depth > 0 and e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
+            n += remove_stale_temps(e.path, depth - 1)
+    return n
+
+
+class WorkdirBusy(RuntimeError):
+    """Another process holds the work directory's lock."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<workdir>/.lock`` (an advisory lock the OS releases when the process dies, even by
+    ``kill -9``) for the duration; a second run on the same work directory stops with a clear error
+    instead of doing the same work twice."""
+    from filelock import FileLock, Timeout
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise WorkdirBusy(f"{root}: another run is using this work directory; wait for it to finish, "
+                          "or give this one another workdir") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

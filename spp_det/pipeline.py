@@ -7,17 +7,30 @@ key parts changed). ``force`` resets the named stages and everything downstream 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from .config import Config, save_config
-from .io_utils import save_json
+from .io_utils import remove_stale_temps, save_json, workdir_lock
 from .stages import STAGE_NAMES, force as reset_stage, get_stage, mark_done, manifest_info, stale_reason
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 STAGES = STAGE_NAMES  # the stage names in order (the table itself: spp_det.stages.STAGES)
+
+
+@contextlib.contextmanager
+def open_workdir(ws: Workspace) -> Iterator[None]:
+    """Hold the work directory's lock (one run at a time) and clear what killed runs left there:
+    temporary files of writes that never finished, in the work directory and the shared caches."""
+    with workdir_lock(ws.root):
+        n = remove_stale_temps(ws.root, depth=3) + remove_stale_temps(ws.conv5_root, depth=1)
+        n += remove_stale_temps(ws.proposals_path("x").parent)
+        if n:
+            log.info("removed %d temporary files left by killed runs", n)
+        yield
 
 
 def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = False) -> dict:
@@ -61,14 +74,14 @@ def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: 
     ws = Workspace(cfg)
     for s in list(stages or ()) + list(force):
         get_stage(s)  # unknown names fail before any work
-    ws.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, ws.root / "config.yaml")
-    timings = []
-    for s in STAGES:
-        if s in force:  # resets its downstream stages too, whether or not they run now
-            reset_stage(ws, s)
-        if stages is None or s in stages:
-            timings.append(run_stage(ws, s, progress))
+    with open_workdir(ws):
+        save_config(cfg, ws.root / "config.yaml")
+        timings = []
+        for s in STAGES:
+            if s in force:  # resets its downstream stages too, whether or not they run now
+                reset_stage(ws, s)
+            if stages is None or s in stages:
+                timings.append(run_stage(ws, s, progress))
     lines = ["Stage times (this run; skipped stages show their last run's time):"]
     for t in timings:
         sec = t["seconds"]

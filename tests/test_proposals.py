@@ -110,3 +110,27 @@ def test_real_voc_photo_gets_about_2000_proposals():
         pytest.skip("shared real VOC photos not present")
     boxes = selective_search(load_image(f))
     assert 1000 <= len(boxes) <= 2000
+
+
+def test_a_6000_by_4000_photo_is_searched_downscaled_by_default(synth, tmp_path, caplog):
+    """Default config: longer sides above proposals.max_image_side are searched at that size, boxes in
+    the original pixels (at full size this image takes selective search > 15 min and 2.4 GB)."""
+    import time
+
+    import cv2
+    from spp_det.config import Config
+    from spp_det.workspace import Workspace
+    small = VOCDataset(synth, "test", CLASSES).records[0].load()
+    big = cv2.resize(small, (6000, 4000), interpolation=cv2.INTER_LINEAR)
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), big)
+    params = Workspace(Config()).search_params()
+    assert params.max_image_side == 1000
+    caplog.set_level("INFO")
+    t = time.perf_counter()
+    boxes = compute_proposals([("big", str(path), (4000, 6000))], tmp_path / "p.npz", params, "h", workers=1,
+                              progress=False)["big"]
+    assert time.perf_counter() - t < 120
+    assert "1 of 1 images are larger than proposals.max_image_side = 1000 px" in caplog.text
+    assert boxes[:, 2].max() > 3000 and boxes[:, 3].max() > 2000  # mapped back to 6000 x 4000 pixels
+    assert boxes[:, 2].max() <= 5999 and boxes[:, 3].max() <= 3999

@@ -59,7 +59,7 @@ class COCODataset(DetectionDataset):
         if not path.is_file():
             raise DatasetError(f"{path}: COCO annotation file not found")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is dropped
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DatasetError(f"{path}: malformed json: {e}") from None
         images = _need(data, "images", "the file", path)

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..io_utils import load_json, save_json, stable_hash
+from ..io_utils import load_json, remove_stale_temps, save_json, stable_hash, temp_prefix
 from .scenes import FAMILIES, SHAPES
 
 CLASSES = SHAPES  # the demo's six classes (family "shapes")
@@ -131,7 +131,8 @@ def make_synthetic_voc(root: str | Path, seed: int = 0, num_trainval: int = 200,
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root}: exists and is not a generated dataset; refusing to overwrite")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    remove_stale_temps(root.parent)  # a generation killed before its rename
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(root.name), dir=root.parent))
     try:
         for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
             (tmp / d).mkdir(parents=True)

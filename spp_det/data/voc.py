@@ -149,7 +149,7 @@ def read_split(root: str | Path, split: str) -> list[str]:
     f = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
     if not f.is_file():
         raise DatasetError(f"{f}: split file not found")
-    ids = [line.split()[0] for line in f.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in f.read_text(encoding="utf-8-sig").splitlines() if line.strip()]  # BOM dropped
     if not ids:
         raise DatasetError(f"{f}: split {split!r} is empty")
     seen: set[str] = set()

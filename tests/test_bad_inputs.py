@@ -1,0 +1,135 @@
+"""Bad inputs and rough handling through the real entry points: one clear line, nothing half-written.
+
+Each case runs a tool in a subprocess (as a user would) or the entry-point wrapper, and checks the exit
+code, that stderr is one line naming the file or key, and what is (not) left on disk.
+"""
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import tiny_config
+from spp_det.cli import run_main
+from spp_det.data.synthetic import CLASSES, make_synthetic_voc
+from spp_det.io_utils import remove_stale_temps, temp_prefix, workdir_lock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_voc(tmp_path_factory.mktemp("bad") / "VOC2007", seed=7, num_trainval=24, num_test=4,
+                              min_side=220, max_side=260, progress=None)
+
+
+def write_config(tmp_path: Path, data: Path, **over) -> Path:
+    cfg = tiny_config(tmp_path, data, **over)
+    del cfg["dataset"]["generate"]
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def tool(name: str, config: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / name), "--config", str(config), "--no-progress",
+                           *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and f"\nPPid:\t{pid}\n" in (d / "status").read_text():
+                out.append(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def one_error_line(p: subprocess.CompletedProcess) -> str:
+    lines = [l for l in p.stderr.splitlines() if l.strip() and " INFO " not in l]
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def test_a_bom_in_a_split_file_is_dropped(data, tmp_path):
+    from spp_det.data.voc import VOCDataset
+    split = data / "ImageSets" / "Main" / "bom.txt"
+    split.write_bytes(b"\xef\xbb\xbf" + (data / "ImageSets" / "Main" / "test.txt").read_bytes())
+    assert [r.image_id for r in VOCDataset(data, "bom", CLASSES).records] == \
+        [r.image_id for r in VOCDataset(data, "test", CLASSES).records]
+
+
+def test_a_second_run_on_a_busy_workdir_stops_with_a_clear_message(data, tmp_path):
+    cfg = write_config(tmp_path, data)
+    with workdir_lock(tmp_path / "work"):
+        line = one_error_line(tool("compute_proposals.py", cfg))
+    assert "another run is using this work directory" in line and str(tmp_path / "work") in line
+    assert not (tmp_path / "work" / "proposals").exists()
+
+
+def test_temporary_files_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "sub").mkdir()
+    left = tmp_path / "sub" / f".x.npy.{dead.pid}.abcdefgh.tmp.npy"  # what a kill -9 leaves
+    left.write_bytes(b"half")
+    gen = tmp_path / f".VOC2007.{dead.pid}.a1b2c3d4"  # a killed dataset generation
+    gen.mkdir()
+    mine = tmp_path / f"{temp_prefix('y.json')}zzzzzzzz.tmp"  # being written by this process
+    mine.write_text("{")
+    keep = tmp_path / "sub" / "x.npy"
+    keep.write_bytes(b"done")
+    assert remove_stale_temps(tmp_path, depth=1) == 2
+    assert not left.exists() and not gen.exists() and mine.exists() and keep.exists()
+
+
+def test_a_full_or_read_only_disk_is_one_line_naming_the_path(capsys):
+    def fail():
+        raise OSError(28, "No space left on device", "/runs/w/conv5/x.npy")
+    assert run_main(fail) == 2
+    err = capsys.readouterr().err
+    assert err == "error: /runs/w/conv5/x.npy: No space left on device\n"
+
+
+def test_sigterm_keeps_the_finished_proposals_like_ctrl_c(data, tmp_path):
+    cfg = write_config(tmp_path, data, proposals={"workers": 2, "base_k": 50, "inc_k": 50, "max_boxes": 2000})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "compute_proposals.py"), "--config", str(cfg),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = threading.Event()
+
+    def watch():
+        for line in proc.stdout:
+            if "[proposals] running" in line:
+                started.set()
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(120), "the proposals stage did not start"
+    time.sleep(4.0)  # a few images done (0.1-0.3 s each), far from the 24 + 4
+    workers = children(proc.pid)
+    assert len(workers) >= 2, workers  # the pool's 2 workers (and the resource tracker of the spawn context)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(60) == 143, err
+    assert "terminated: finished work is kept" in err and "Traceback" not in err and "BrokenPipe" not in err
+    props = tmp_path / "work" / "proposals"
+    from proposals.cache import load_proposals
+    partial = load_proposals(props / "trainval.partial.npz")
+    assert 0 < len(partial) < 24 and not (props / "trainval.npz").exists()
+    time.sleep(1.0)
+    assert not [w for w in workers if running(w)]  # no orphaned workers (zombies wait for init to reap them)
+    p = tool("compute_proposals.py", cfg)  # resumes
+    assert p.returncode == 0, p.stderr
+    assert f"resuming proposals from {props / 'trainval.partial.npz'} ({len(partial)}/24 done)" in p.stderr
