@@ -47,6 +47,7 @@ def main() -> int:
         from spp_det.config import load_config
         from spp_det.io_utils import save_json, save_text
         from spp_det.pipeline import run_pipeline
+        from spp_det.variants import VARIANTS
         from spp_det.workspace import Workspace
 
         train, test = SPLITS[args.phase]
@@ -65,7 +66,7 @@ def main() -> int:
             ws = run_pipeline(load_config(c, overrides(fam, args.name, args.no_pool5, args.overrides)),
                               progress=not args.no_progress)
             res = {}
-            for v in ("pool5", "fc7", "fc7_bbox"):
+            for v in (v.name for v in VARIANTS):
                 f = ws.root / "eval" / f"{test}_{v}.json"
                 if f.is_file() and (v != "pool5" or not args.no_pool5):
                     res[v] = json.loads(f.read_text())["mAP"] * 100

@@ -25,17 +25,18 @@ TRAIN_STAGES = ("conv5", "finetune", "svm", "bbox_reg")  # proposals are reporte
 def ours(cfg, time_images: int, progress: bool = True) -> dict:
     """The experiment's test mAP, training-stage seconds and per-image seconds (None where not run)."""
     from spp_det import timing
+    from spp_det.variants import main_variant
     from spp_det.workspace import Workspace
 
     ws = Workspace(cfg)
     split = cfg.dataset.test_split
     res = {"workdir": str(ws.root)}
-    for v in ("fc7_bbox", "fc7"):
+    v = main_variant(cfg)
+    if v is not None:
         f = ws.root / "eval" / f"{split}_{v}.json"
         if f.is_file() and ws.stage_done("eval"):
             ev = json.loads(f.read_text())
             res.update(variant=v, mAP=ev["mAP"], coco_AP=ev.get("coco", {}).get("AP"))
-            break
     if "mAP" not in res:
         return res
     res["train_seconds"] = sum(ws.manifest_info(s).get("seconds") or 0.0 for s in TRAIN_STAGES)

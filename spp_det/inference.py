@@ -1,10 +1,7 @@
 """The test stage: score every test window with the trained SVMs, regress, NMS, write comp4.
 
-Variants written side by side (the stage-wise table of the paper's Table 9):
-
-* ``pool5``     SVMs on pooled conv5, no fine-tuning (only if ``svm.pool5_baseline``)
-* ``fc7``       SVMs on fine-tuned fc7
-* ``fc7_bbox``  the same + bounding-box regression (if ``bbox_reg.enabled``)
+Variants written side by side: :data:`spp_det.variants.VARIANTS` (the rows of the paper's
+Table 9), those the trained models allow.
 
 Output: ``<workdir>/detections/<split>/<variant>/comp4_det_<split>_<cls>.txt``
 (VOC 1-based boxes).
@@ -31,6 +28,7 @@ from .rcnn import RCNNPooler
 from .finetune import load_head
 from .head import FastFc, SPPHead, batched, test_time_fc
 from .svm import load_svms
+from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ class TrainedModels:
 
     @property
     def main_variant(self) -> str:
-        return "fc7_bbox" if self.bbox_reg is not None else "fc7"
+        return self.variants()[-1]
 
     @torch.no_grad()
     def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
@@ -84,19 +82,18 @@ class TrainedModels:
         pooled = self.pooler.pool(maps, boxes, image_hw)
         fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
         pool5 = pooled.numpy()
-        s_fc7 = svm_scores(fc7, self.svm_fc7)
-        todo = {"fc7": (s_fc7, None)}
-        if self.bbox_reg is not None:
-            todo["fc7_bbox"] = (s_fc7, self.bbox_reg)
+        scores = {"fc7": svm_scores(fc7, self.svm_fc7)}
         if self.svm_pool5 is not None:
             base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
-            todo["pool5"] = (svm_scores(base, self.svm_pool5), None)
+            scores["pool5"] = svm_scores(base, self.svm_pool5)
         finish = postprocess if nms else candidates
-        return {v: finish(boxes, sc, image_hw, self.test_cfg, pool5, reg) for v, (sc, reg) in todo.items()}
+        return {v: finish(boxes, scores[VARIANT[v].svm], image_hw, self.test_cfg, pool5,
+                          self.bbox_reg if VARIANT[v].bbox else None) for v in self.variants()}
 
     def variants(self) -> list[str]:
-        v = ["fc7"] + (["fc7_bbox"] if self.bbox_reg is not None else [])
-        return (["pool5"] if self.svm_pool5 is not None else []) + v
+        """The names of the :data:`VARIANTS` these models give, in table order."""
+        return [v.name for v in VARIANTS if (v.svm != "pool5" or self.svm_pool5 is not None)
+                and (not v.bbox or self.bbox_reg is not None)]
 
 
 def detections_dir(ws: Workspace, variant: str, split: Optional[str] = None) -> Path:

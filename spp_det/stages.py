@@ -31,6 +31,7 @@ from typing import Callable, Optional
 
 from .data.voc import ImageRecord
 from .io_utils import load_json, save_json, save_text, stable_hash
+from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,6 @@ def stage_test(ws: Workspace, progress: bool) -> list[Path]:
     return [detections_dir(ws, v) for v in run_test(ws, progress)]
 
 
-VARIANT_TITLES = {"pool5": "SVM on pooled conv5, no fine-tuning",
-                  "fc7": "fine-tuned fc7",
-                  "fc7_bbox": "fine-tuned fc7 + bbox regression"}
 
 
 def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
@@ -181,8 +179,7 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     from .evaluation.voc import format_ap_table
     split = ws.cfg.dataset.test_split
     records = ws.dataset(split).records
-    variants = [v for v in VARIANT_TITLES if (ws.root / "detections" / split / v).is_dir()
-                and (v != "pool5" or ws.cfg.svm.pool5_baseline) and (v != "fc7_bbox" or ws.cfg.bbox_reg.enabled)]
+    variants = [v.name for v in VARIANTS if v.used(ws.cfg) and (ws.root / "detections" / split / v.name).is_dir()]
     results, outs = {}, []
     for v in variants:
         vdir = ws.root / "detections" / split / v
@@ -194,7 +191,7 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
                    "coco": res["coco"]}, out)
         outs += [out, vdir / "coco_results.json"]
     main = variants[-1]
-    text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT_TITLES[main]}):")
+    text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT[main].title}):")
     text += "\n\n" + stagewise_table(results, split)
     save_text(text + "\n", ws.root / "eval" / f"stagewise_{split}.txt")
     outs.append(ws.root / "eval" / f"stagewise_{split}.txt")
@@ -207,7 +204,7 @@ def stagewise_table(results: dict, split: str) -> str:
              f"  {'':<40} {'mAP':>6}   {'COCO AP':>7} {'AP50':>6} {'AP75':>6}"]
     for v, res in results.items():
         c = res.get("coco", {})
-        lines.append(f"  {VARIANT_TITLES[v]:<40} {100 * res['mAP']:6.2f}   {100 * c.get('AP', float('nan')):7.2f} "
+        lines.append(f"  {VARIANT[v].title:<40} {100 * res['mAP']:6.2f}   {100 * c.get('AP', float('nan')):7.2f} "
                      f"{100 * c.get('AP50', float('nan')):6.2f} {100 * c.get('AP75', float('nan')):6.2f}")
     return "\n".join(lines)
 

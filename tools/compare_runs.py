@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import run_main
-
-VARIANTS = (("pool5", "SVM on pooled conv5, no fine-tuning"), ("fc7", "fine-tuned fc7"),
-            ("fc7_bbox", "fine-tuned fc7 + bbox regression"))
+from spp_det.variants import VARIANTS
 
 
 def main() -> int:
@@ -23,22 +21,22 @@ def main() -> int:
     def go() -> None:
         cols = []
         for w in args.workdirs:
-            files = {v: Path(w) / "eval" / f"{args.split}_{v}.json" for v, _ in VARIANTS}
+            files = {v.name: Path(w) / "eval" / f"{args.split}_{v.name}.json" for v in VARIANTS}
             if not any(f.is_file() for f in files.values()):
                 raise FileNotFoundError(f"{w}/eval: no {args.split}_*.json (run the eval stage first)")
             cols.append({v: json.loads(f.read_text()) for v, f in files.items() if f.is_file()})
         names = [Path(w).name for w in args.workdirs]
         print(f"{'mAP (VOC) / COCO AP on ' + args.split:<40}" + "".join(f"{n:>22}" for n in names))
-        for v, title in VARIANTS:
+        for v in VARIANTS:
             cells = []
             for c in cols:
-                r = c.get(v)
+                r = c.get(v.name)
                 if r is None:
                     cells.append("-")
                     continue
                 ap = r.get("coco", {}).get("AP")
                 cells.append(f"{100 * r['mAP']:.2f}" + ("" if ap is None else f" / {100 * ap:.2f}"))
-            print(f"{title:<40}" + "".join(f"{c:>22}" for c in cells))
+            print(f"{v.title:<40}" + "".join(f"{c:>22}" for c in cells))
 
     return run_main(go)
 
