@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.linear_model import Ridge
 from tqdm import tqdm
 
 from .boxes import box_iou
-from .io_utils import save_torch
+from .linear import LinearModels
 from .window_features import WindowFeatures, feature_scale, windows_of
 from .workspace import Workspace
 
@@ -110,11 +109,6 @@ def train_bbox_regressors(ws: Workspace, progress: bool = True) -> Path:
         X[c] = None  # free as we go
     log.info("bbox regressors trained in %.1f s on %s windows", time.perf_counter() - t0, counts)
     out = ws.root / "bbox_reg" / "model.pt"
-    save_torch({"W": torch.from_numpy(Wt), "b": torch.from_numpy(bt), "scale": scale, "counts": counts,
-                "classes": ws.classes}, out)
+    LinearModels(Wt, bt, scale, ws.classes, "bbox", {"counts": counts}).save(out)
     return out
 
-
-def load_bbox_reg(path: str | Path) -> dict:
-    d = torch.load(path, map_location="cpu", weights_only=False)
-    return {"W": d["W"].numpy(), "b": d["b"].numpy(), "scale": float(d["scale"]), "classes": list(d["classes"])}

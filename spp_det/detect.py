@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .bbox_reg import decode
+from .linear import LinearModels
 from .boxes import clip_boxes, nms
 from .config import TestConfig
 
@@ -38,18 +39,10 @@ class Detections:
                           np.concatenate([p.labels for p in parts]))
 
 
-def svm_scores(features: np.ndarray, svm: dict) -> np.ndarray:
-    """``(N, C)`` scores ``(scale * x) . w + b`` of unscaled features ``(N, D)``."""
-    return (features * svm["scale"]) @ svm["W"] + svm["b"]
-
-
-def bbox_deltas(pool5: np.ndarray, reg: dict, cls: int) -> np.ndarray:
-    """``(N, 4)`` regression output of class ``cls`` for unscaled pooled features ``(N, D)``."""
-    return (pool5 * reg["scale"]) @ reg["W"][cls] + reg["b"][cls]
 
 
 def candidates(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
-               pool5: Optional[np.ndarray] = None, reg: Optional[dict] = None) -> Detections:
+               pool5: Optional[np.ndarray] = None, reg: Optional[LinearModels] = None) -> Detections:
     """Per class, the windows scoring > ``score_thresh``, regressed (if ``reg``) and clipped: no NMS.
 
     What model combination takes the union of.  boxes: ``(N, 4)``; scores:
@@ -61,13 +54,13 @@ def candidates(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int],
         keep = np.nonzero(scores[:, c] > cfg.score_thresh)[0]
         if not len(keep):
             continue
-        b = boxes[keep] if reg is None else decode(boxes[keep], bbox_deltas(pool5[keep], reg, c))
+        b = boxes[keep] if reg is None else decode(boxes[keep], reg.deltas(pool5[keep], c))
         out.append(Detections(clip_boxes(b, H, W), scores[keep, c].astype(np.float32), np.full(len(keep), c, np.int64)))
     return Detections.concat(out)
 
 
 def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
-                pool5: Optional[np.ndarray] = None, reg: Optional[dict] = None) -> Detections:
+                pool5: Optional[np.ndarray] = None, reg: Optional[LinearModels] = None) -> Detections:
     """Per-class threshold, (regression,) NMS and cap; see the module docstring.
 
     boxes: ``(N, 4)`` windows; scores: ``(N, C)``; pool5: ``(N, D)`` unscaled
@@ -82,7 +75,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
         if not len(keep):
             continue
         k = nms(boxes[keep], scores[keep, c], cfg.nms)[: cfg.max_per_class]
-        b = clip_boxes(decode(boxes[keep[k]], bbox_deltas(pool5[keep[k]], reg, c)), H, W)
+        b = clip_boxes(decode(boxes[keep[k]], reg.deltas(pool5[keep[k]], c)), H, W)
         out.append(Detections(b, scores[keep[k], c].astype(np.float32), np.full(len(k), c, np.int64)))
     return Detections.concat(out)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,6 +31,32 @@ from .multiscale import select_scale_indices
 from .spp import boxes_to_cells, spp_pool
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class InputSource(Protocol):
+    """Per-image inputs of a :class:`WindowSource`: :class:`Conv5Cache` (the cached conv maps, SPP mode)
+    or :class:`spp_det.rcnn.ImageInputs` (the image itself, R-CNN mode)."""
+
+    def load(self, record: ImageRecord) -> Any: ...
+
+
+@runtime_checkable
+class WindowSource(Protocol):
+    """What turns one image's inputs (:meth:`InputSource.load`) and its windows into features:
+    :class:`WindowPooler` (SPP: pools every window from the conv maps) and
+    :class:`spp_det.rcnn.RCNNPooler` (R-CNN: warps every window and runs the trunk on it).
+
+    ``pool(inputs, boxes, orig_hw, scale_idx=None)``: internal boxes ``(N, 4)`` in the pixels of an
+    image of size ``orig_hw`` -> float32 CPU ``(N, dim)``; ``scale_idx`` ``(N,)`` forces each
+    window's scale (multi-scale fine-tuning; ignored by R-CNN's single input size).
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    def pool(self, inputs: Any, boxes: np.ndarray, orig_hw: tuple[int, int],
+             scale_idx: Optional[np.ndarray] = None) -> torch.Tensor: ...
 
 
 def resolve_device(name: str = "auto") -> torch.device:

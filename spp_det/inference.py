@@ -18,16 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bbox_reg import load_bbox_reg
 from .boxes import internal_to_voc
 from .config import TestConfig
-from .detect import Detections, candidates, postprocess, svm_scores
+from .detect import Detections, candidates, postprocess
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
-from .features import WindowPooler
-from .rcnn import RCNNPooler
+from .features import WindowSource
 from .finetune import load_head
 from .head import FastFc, SPPHead, batched, test_time_fc
-from .svm import load_svms
+from .linear import LinearModels
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
 
@@ -38,13 +36,13 @@ log = logging.getLogger(__name__)
 class TrainedModels:
     """Everything needed to turn a conv map and windows into detections."""
 
-    pooler: "WindowPooler | RCNNPooler"
+    pooler: WindowSource
     head: "SPPHead | FastFc"  # fc6/fc7 as the test config asks (SVD, bf16)
-    svm_fc7: dict
+    svm_fc7: LinearModels
     test_cfg: TestConfig
     num_classes: int
-    svm_pool5: Optional[dict] = None
-    bbox_reg: Optional[dict] = None
+    svm_pool5: Optional[LinearModels] = None
+    bbox_reg: Optional[LinearModels] = None
     device: torch.device = torch.device("cpu")
     batch: int = 2048
 
@@ -54,10 +52,10 @@ class TrainedModels:
         pool5 = ws.root / "svm" / "pool5.pt"
         reg = ws.root / "bbox_reg" / "model.pt"
         head = test_time_fc(load_head(ws), c.test.fc_svd, c.test.fc_dtype).to(ws.device)
-        return cls(pooler=ws.pooler(), head=head, svm_fc7=load_svms(ws.root / "svm" / "fc7.pt"),
+        return cls(pooler=ws.pooler(), head=head, svm_fc7=LinearModels.load(ws.root / "svm" / "fc7.pt"),
                    test_cfg=c.test, num_classes=len(ws.classes),
-                   svm_pool5=load_svms(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
-                   bbox_reg=load_bbox_reg(reg) if c.bbox_reg.enabled and reg.is_file() else None,
+                   svm_pool5=LinearModels.load(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
+                   bbox_reg=LinearModels.load(reg) if c.bbox_reg.enabled and reg.is_file() else None,
                    device=ws.device, batch=c.features.batch_windows)
 
     @property
@@ -82,10 +80,10 @@ class TrainedModels:
         pooled = self.pooler.pool(maps, boxes, image_hw)
         fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
         pool5 = pooled.numpy()
-        scores = {"fc7": svm_scores(fc7, self.svm_fc7)}
+        scores = {"fc7": self.svm_fc7.scores(fc7)}
         if self.svm_pool5 is not None:
             base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
-            scores["pool5"] = svm_scores(base, self.svm_pool5)
+            scores["pool5"] = self.svm_pool5.scores(base)
         finish = postprocess if nms else candidates
         return {v: finish(boxes, scores[VARIANT[v].svm], image_hw, self.test_cfg, pool5,
                           self.bbox_reg if VARIANT[v].bbox else None) for v in self.variants()}

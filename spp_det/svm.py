@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
 from .boxes import box_iou, nms
 from .config import SvmConfig
-from .io_utils import save_torch
+from .linear import LinearModels
 from .window_features import WindowFeatures, feature_scale, windows_of
 from .workspace import Workspace
 
@@ -155,12 +154,6 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
                 "retrains": caches[i].retrains} for i, c in enumerate(ws.classes)}
     log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
     out = ws.root / "svm" / f"{kind}.pt"
-    save_torch({"kind": kind, "W": torch.from_numpy(W), "b": torch.from_numpy(B), "scale": scale,
-                "classes": ws.classes, "info": info}, out)
+    LinearModels(W.T[:, :, None], B[:, None], scale, ws.classes, f"svm_{kind}", info).save(out)
     return out
 
-
-def load_svms(path: str | Path) -> dict:
-    d = torch.load(path, map_location="cpu", weights_only=False)
-    return {"kind": d["kind"], "W": d["W"].numpy(), "b": d["b"].numpy(), "scale": float(d["scale"]),
-            "classes": list(d["classes"])}

@@ -26,9 +26,10 @@ import torch
 
 from .config import TestConfig
 from .data.images import resize_short_side
-from .detect import Detections, candidates, combine, svm_scores
+from .detect import Detections, candidates, combine
 from .features import WindowPooler
 from .head import SPPHead, batched
+from .linear import LinearModels
 from .models import Backbone
 from .rcnn import RCNNPooler
 
@@ -52,8 +53,8 @@ class Method:
 class Models:
     backbone: Backbone
     head: torch.nn.Module  # has fc7_features
-    svm: dict
-    bbox_reg: Optional[dict]
+    svm: LinearModels
+    bbox_reg: Optional[LinearModels]
     test_cfg: TestConfig = field(default_factory=TestConfig)
     levels: Sequence[int] = (1, 2, 3, 6)
     device: torch.device = torch.device("cpu")
@@ -74,10 +75,11 @@ def paper_shaped_models(backbone: Backbone, num_classes: int = 20, fc_dim: int =
     dim = backbone.out_channels * sum(n * n for n in levels)
     head = SPPHead(dim, num_classes, fc_dim).eval()
     rng = np.random.default_rng(seed)
-    svm = {"W": (rng.standard_normal((fc_dim, num_classes)) / np.sqrt(fc_dim)).astype(np.float32),
-           "b": np.zeros(num_classes, np.float32), "scale": 1.0}
-    reg = {"W": (rng.standard_normal((num_classes, dim, 4)) * 1e-4).astype(np.float32),
-           "b": np.zeros((num_classes, 4), np.float32), "scale": 1.0}
+    names = [f"class{c}" for c in range(num_classes)]
+    svm = LinearModels(rng.standard_normal((num_classes, fc_dim, 1)) / np.sqrt(fc_dim), np.zeros((num_classes, 1)),
+                       1.0, names, "svm_fc7")
+    reg = LinearModels(rng.standard_normal((num_classes, dim, 4)) * 1e-4, np.zeros((num_classes, 4)), 1.0, names,
+                       "bbox")
     dev = torch.device(device)
     return Models(backbone.to(dev), head.to(dev), svm, reg, levels=levels, device=dev)
 
@@ -92,8 +94,8 @@ def models_from_workspace(ws) -> Models:
 
 def calibrate_svms(models: Models, fc7: np.ndarray, pass_rate: float = 0.02) -> None:
     """Offset the SVM biases so that ``pass_rate`` of these windows score above the threshold."""
-    raw = svm_scores(fc7, {**models.svm, "b": 0.0})
-    models.svm["b"] = (models.test_cfg.score_thresh - np.quantile(raw, 1.0 - pass_rate, axis=0)).astype(np.float32)
+    raw = models.svm.scores(fc7) - models.svm.b[:, 0]
+    models.svm.b = (models.test_cfg.score_thresh - np.quantile(raw, 1.0 - pass_rate, axis=0))[:, None].astype(np.float32)
 
 
 def _fc(models: Models, pooled: torch.Tensor) -> np.ndarray:
@@ -140,7 +142,7 @@ def time_image(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.
         sync(models.device)
         times["fc"] = time.perf_counter() - t
     t = time.perf_counter()
-    scores = svm_scores(fc7, models.svm)
+    scores = models.svm.scores(fc7)
     times["svm"] = time.perf_counter() - t
     pool5 = pooled.numpy() if models.bbox_reg is not None else None
     t = time.perf_counter()  # detect.postprocess (before_nms order), its two halves timed apart

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from .data.voc import ImageRecord
-from .features import Conv5Cache, WindowPooler
+from .features import Conv5Cache, WindowSource
 from .head import SPPHead, batched
 from .io_utils import load_json, save_json, stable_hash, state_digest
 from .workspace import Workspace
@@ -24,7 +24,7 @@ from .workspace import Workspace
 class WindowFeatures:
     """Computes unscaled features of windows from a conv map."""
 
-    def __init__(self, pooler: WindowPooler, kind: str, head: Optional[SPPHead] = None,
+    def __init__(self, pooler: WindowSource, kind: str, head: Optional[SPPHead] = None,
                  device: torch.device | str = "cpu", batch: int = 2048):
         if kind not in ("pool5", "fc7"):
             raise ValueError(f"feature kind must be 'pool5' or 'fc7', not {kind!r}")

@@ -36,7 +36,7 @@ import torch
 from .config import Config, FinetuneConfig
 from .data.coco import COCODataset
 from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
-from .features import Conv5Cache, WindowPooler, resolve_device
+from .features import Conv5Cache, InputSource, WindowPooler, WindowSource, resolve_device
 from .head import fc_init_mode
 from .io_utils import file_sha256, stable_hash
 from .models import Backbone, build_backbone, packaged_weights
@@ -149,7 +149,7 @@ class Workspace:
     def rcnn_mode(self) -> bool:
         return self.cfg.mode == "rcnn"
 
-    def pooler(self) -> "WindowPooler | RCNNPooler":
+    def pooler(self) -> WindowSource:
         """What turns one image's inputs (:meth:`window_inputs`) and windows into ``(N, dim)`` features:
         pooling from conv5 (SPP mode), or warping and running the trunk per window (R-CNN mode)."""
         m = self.cfg.model
@@ -160,12 +160,12 @@ class Workspace:
         return WindowPooler(self.backbone, self.scales, m.spp_levels, m.projection, m.projection_offset,
                             m.scale_select)
 
-    def window_inputs(self, tuned: bool = False) -> "Conv5Cache | ImageInputs":
+    def window_inputs(self, tuned: bool = False) -> InputSource:
         """Per-image inputs of :meth:`pooler`: ``load(record)`` gives the cached conv maps (SPP mode;
         of the conv-fine-tuned trunk if ``tuned``) or the image itself (R-CNN mode)."""
         return ImageInputs() if self.rcnn_mode else self.conv5_cache(tuned)
 
-    def detection_inputs(self) -> "Conv5Cache | ImageInputs":
+    def detection_inputs(self) -> InputSource:
         """What the fine-tuned detector pools from (SVMs on fc7, box regression, test): the maps of the
         conv-fine-tuned trunk when ``finetune.conv_layers`` > 0, else the ImageNet trunk's."""
         return self.window_inputs(self.conv_tuned)

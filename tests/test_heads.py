@@ -66,7 +66,8 @@ def test_bbox_regression_before_vs_after_nms():
     boxes = np.array([[0, 0, 19, 19], [4, 0, 23, 19]], np.float32)
     scores = np.array([[1.0], [0.9]], np.float32)
     pool5 = np.array([[0.0], [1.0]], np.float32)
-    reg = {"scale": 1.0, "W": np.array([[[3.0, 0, 0, 0]]], np.float32), "b": np.zeros((1, 4), np.float32)}
+    from spp_det.linear import LinearModels
+    reg = LinearModels(np.array([[[3.0, 0, 0, 0]]]), np.zeros((1, 4)), 1.0, ["a"], "bbox")
     before = postprocess(boxes, scores, (100, 100), TestConfig(bbox_reg_order="before_nms"), pool5, reg)
     after = postprocess(boxes, scores, (100, 100), TestConfig(bbox_reg_order="after_nms"), pool5, reg)
     assert len(before) == 2  # moved by 3 widths = 60 px before NMS: no longer overlapping

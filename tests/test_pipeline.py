@@ -255,7 +255,8 @@ def test_rcnn_mode_runs_every_stage_on_warped_windows(trained):
     boxes = ws_r.boxes_for(rec, "test")[:40]
     dets = models.detect(rec.load(), boxes, (rec.height, rec.width))["fc7"]
     feats = models.head.fc7_features(models.pooler.pool(rec.load(), boxes, (rec.height, rec.width)))
-    scores = (feats.detach().numpy() * models.svm_fc7["scale"]) @ models.svm_fc7["W"] + models.svm_fc7["b"]
+    svm = models.svm_fc7  # the formula of spp_det/linear.py, written out
+    scores = (feats.detach().numpy() * svm.scale) @ svm.W[:, :, 0].T + svm.b[:, 0]
     for s, l in zip(dets.scores, dets.labels):  # every detection's score is one of its class's window scores
         assert np.isclose(scores[:, l], s, atol=1e-4).any()
     with pytest.raises(ValueError, match="model.scales must have a single entry"):

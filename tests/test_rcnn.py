@@ -88,3 +88,13 @@ def test_pooler_runs_the_trunk_on_each_warped_canvas():
         torch.testing.assert_close(got[k], spp_image(fmap, (1, 2))[0], rtol=1e-4, atol=1e-4)
     with pytest.raises(TypeError, match="image itself"):
         pooler.pool([torch.zeros(112, 4, 4)], boxes, (60, 90))
+
+
+def test_spp_and_rcnn_sources_share_the_window_source_protocol():
+    """Stages take a WindowSource and an InputSource; both modes provide them (same feature dimension)."""
+    from spp_det.features import Conv5Cache, InputSource, WindowPooler, WindowSource
+    from spp_det.rcnn import ImageInputs
+    bb = build_lite0(None)
+    spp, rcnn = WindowPooler(bb, [224]), RCNNPooler(bb, size=64, context=4)
+    assert isinstance(spp, WindowSource) and isinstance(rcnn, WindowSource) and spp.dim == rcnn.dim
+    assert isinstance(ImageInputs(), InputSource) and isinstance(Conv5Cache({224: "/nowhere"}, bb), InputSource)

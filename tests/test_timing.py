@@ -10,7 +10,7 @@ import torch
 
 from spp_det import timing
 from spp_det.data.images import resize_short_side
-from spp_det.detect import postprocess, svm_scores
+from spp_det.detect import postprocess
 from spp_det.features import WindowPooler
 from spp_det.models import build_lite0
 from spp_det.rcnn import RCNNPooler
@@ -36,8 +36,8 @@ def test_timed_path_gives_the_detections_of_the_detection_code():
             pooled = pooler.pool(inputs, boxes, img.shape[:2])
             fc7 = models.head.fc7_features(pooled).numpy()
         timing.calibrate_svms(models, fc7, pass_rate=0.2)
-        assert np.ptp(svm_scores(fc7, models.svm)) > 0.1  # distinct scores: no ties at the threshold
-        ref = postprocess(boxes, svm_scores(fc7, models.svm), img.shape[:2], models.test_cfg, pooled.numpy(),
+        assert np.ptp(models.svm.scores(fc7)) > 0.1  # distinct scores: no ties at the threshold
+        ref = postprocess(boxes, models.svm.scores(fc7), img.shape[:2], models.test_cfg, pooled.numpy(),
                           models.bbox_reg)
         times, dets = timing.time_image(method, models, img, boxes)
         assert len(ref) > 0 and set(times) == set(timing.PARTS[1:]) and all(v >= 0 for v in times.values())
