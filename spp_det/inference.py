@@ -8,6 +8,7 @@ Output: ``<workdir>/detections/<split>/<variant>/comp4_det_<split>_<cls>.txt``
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from .boxes import internal_to_voc
 from .config import TestConfig
-from .detect import Detections, candidates, postprocess
+from .detect import Detections, candidates, combine, postprocess
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
 from .features import WindowSource
 from .finetune import load_head
@@ -64,7 +65,8 @@ class TrainedModels:
 
     @torch.no_grad()
     def detect(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
-               nms: bool = True, base_maps: Optional[Sequence[torch.Tensor]] = None) -> dict[str, Detections]:
+               nms: bool = True, base_maps: Optional[Sequence[torch.Tensor]] = None,
+               variants: Optional[Sequence[str]] = None, times: Optional[dict] = None) -> dict[str, Detections]:
         """Detections per variant for windows ``boxes`` (internal ``(N, 4)``) of one image;
         ``maps``: its conv maps, one per scale of the pooler (each window pooled at its chosen scale);
         in R-CNN mode the BGR image itself (:class:`spp_det.rcnn.RCNNPooler`).  With conv
@@ -73,25 +75,70 @@ class TrainedModels:
 
         ``nms=False`` gives the per-class :func:`candidates` instead (thresholded,
         regressed when the order is ``before_nms``): what model combination unites.
+        ``variants``: only these (default: all of :meth:`variants`).  ``times``: adds the seconds of
+        each part (``pool``, ``fc``, ``svm``, ``bbox_reg``, ``nms``) to it, each ended by a device
+        synchronisation; :mod:`spp_det.timing` times detection through this method.
         """
+        todo = list(variants or self.variants())
         if len(boxes) == 0:
             empty = Detections.concat([])
-            return {v: empty for v in self.variants()}
-        pooled = self.pooler.pool(maps, boxes, image_hw)
-        fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
+            return {v: empty for v in todo}
+        clock = _Clock(times, self.device)
+        with clock("pool"):
+            pooled = self.pooler.pool(maps, boxes, image_hw)
+        with clock("fc"):
+            fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
         pool5 = pooled.numpy()
-        scores = {"fc7": self.svm_fc7.scores(fc7)}
-        if self.svm_pool5 is not None:
-            base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
-            scores["pool5"] = self.svm_pool5.scores(base)
-        finish = postprocess if nms else candidates
-        return {v: finish(boxes, scores[VARIANT[v].svm], image_hw, self.test_cfg, pool5,
-                          self.bbox_reg if VARIANT[v].bbox else None) for v in self.variants()}
+        with clock("svm"):
+            scores = {}
+            if any(VARIANT[v].svm == "fc7" for v in todo):
+                scores["fc7"] = self.svm_fc7.scores(fc7)
+            if "pool5" in todo:
+                base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
+                scores["pool5"] = self.svm_pool5.scores(base)
+        out = {}
+        for v in todo:
+            sc, reg = scores[VARIANT[v].svm], self.bbox_reg if VARIANT[v].bbox else None
+            if nms and reg is not None and self.test_cfg.bbox_reg_order == "after_nms":
+                with clock("nms"):  # the released code's order: NMS the raw windows, then regress
+                    out[v] = postprocess(boxes, sc, image_hw, self.test_cfg, pool5, reg)
+                continue
+            with clock("bbox_reg"):  # thresholded, regressed, clipped
+                out[v] = candidates(boxes, sc, image_hw, self.test_cfg, pool5, reg)
+            if nms:  # postprocess's before_nms path, its two halves timed apart
+                with clock("nms"):
+                    out[v] = combine([out[v]], sc.shape[1], self.test_cfg)
+        return out
 
     def variants(self) -> list[str]:
         """The names of the :data:`VARIANTS` these models give, in table order."""
         return [v.name for v in VARIANTS if (v.svm != "pool5" or self.svm_pool5 is not None)
                 and (not v.bbox or self.bbox_reg is not None)]
+
+
+class _Clock:
+    """``with clock(part):`` adds the seconds of the block to ``times[part]`` (device synchronised at
+    both ends on GPU); does nothing when ``times`` is None."""
+
+    def __init__(self, times: Optional[dict], device: torch.device):
+        self.times, self.device = times, device
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        if self.times is None:
+            yield
+            return
+        sync(self.device)
+        t = time.perf_counter()
+        yield
+        sync(self.device)
+        self.times[part] = self.times.get(part, 0.0) + time.perf_counter() - t
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (GPU), so that wall-clock timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def detections_dir(ws: Workspace, variant: str, split: Optional[str] = None) -> Path:

@@ -6,9 +6,9 @@ window), ``pool`` (SPP: projecting and pyramid-pooling the windows; R-CNN:
 warping them), ``fc`` (fc6, fc7), ``svm`` (scoring), ``bbox_reg`` (regressing the
 windows above the threshold), ``nms``.  ``total`` excludes proposals, as the
 paper's Table 10 does.  Every timed section ends with a device synchronisation
-on GPU.  The timed path computes exactly what :meth:`TrainedModels.detect`
-computes with the default ``test.bbox_reg_order: before_nms`` (``tests/test_timing.py``
-checks the detections are equal).
+on GPU.  Everything after the conv maps is timed through
+:meth:`spp_det.inference.TrainedModels.detect` itself (its ``times`` hook), the code the
+test stage runs; ``tests/test_timing.py`` checks the detections equal the test stage's.
 
 Models: a trained experiment's (:func:`models_from_workspace`), or the paper's
 shapes with random weights (:func:`paper_shaped_models`: time does not depend
@@ -17,8 +17,9 @@ class pass the -1.5 threshold, as the trained demo's SVMs do: 1.7 %).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -26,9 +27,10 @@ import torch
 
 from .config import TestConfig
 from .data.images import resize_short_side
-from .detect import Detections, candidates, combine
+from .detect import Detections
 from .features import WindowPooler
 from .head import SPPHead, batched
+from .inference import TrainedModels, sync
 from .linear import LinearModels
 from .models import Backbone
 from .rcnn import RCNNPooler
@@ -51,19 +53,24 @@ class Method:
 
 @dataclass
 class Models:
+    """What is timed: the trunk (``conv``) and a detector (:class:`spp_det.inference.TrainedModels`) whose
+    window source is swapped for each :class:`Method`; its ``detect`` is the path that is timed."""
+
     backbone: Backbone
-    head: torch.nn.Module  # has fc7_features
-    svm: LinearModels
-    bbox_reg: Optional[LinearModels]
-    test_cfg: TestConfig = field(default_factory=TestConfig)
+    detector: TrainedModels
     levels: Sequence[int] = (1, 2, 3, 6)
-    device: torch.device = torch.device("cpu")
-    batch: int = 2048
 
+    @property
+    def device(self) -> torch.device:
+        return self.detector.device
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    def for_method(self, method: Method) -> TrainedModels:
+        """The detector with the window source of ``method`` (SPP at its scales, or R-CNN warping)."""
+        if method.kind == "rcnn":
+            pooler = RCNNPooler(self.backbone, self.levels, method.rcnn_size, batch=64, device=self.device)
+        else:
+            pooler = WindowPooler(self.backbone, method.scales, self.levels)
+        return dataclasses.replace(self.detector, pooler=pooler)
 
 
 def paper_shaped_models(backbone: Backbone, num_classes: int = 20, fc_dim: int = 4096,
@@ -73,61 +80,50 @@ def paper_shaped_models(backbone: Backbone, num_classes: int = 20, fc_dim: int =
     of the paper's shapes; call :func:`calibrate_svms` on a real image's features before timing."""
     torch.manual_seed(seed)
     dim = backbone.out_channels * sum(n * n for n in levels)
-    head = SPPHead(dim, num_classes, fc_dim).eval()
+    dev = torch.device(device)
+    head = SPPHead(dim, num_classes, fc_dim).eval().to(dev)
     rng = np.random.default_rng(seed)
     names = [f"class{c}" for c in range(num_classes)]
     svm = LinearModels(rng.standard_normal((num_classes, fc_dim, 1)) / np.sqrt(fc_dim), np.zeros((num_classes, 1)),
                        1.0, names, "svm_fc7")
     reg = LinearModels(rng.standard_normal((num_classes, dim, 4)) * 1e-4, np.zeros((num_classes, 4)), 1.0, names,
                        "bbox")
-    dev = torch.device(device)
-    return Models(backbone.to(dev), head.to(dev), svm, reg, levels=levels, device=dev)
+    backbone = backbone.to(dev)
+    detector = TrainedModels(WindowPooler(backbone, [688], levels), head, svm, TestConfig(), num_classes,
+                             bbox_reg=reg, device=dev)
+    return Models(backbone, detector, tuple(levels))
 
 
 def models_from_workspace(ws) -> Models:
     """The trained models of an experiment (its backbone, test-time fc, SVMs, box regressors)."""
-    from .inference import TrainedModels
-    tm = TrainedModels.from_workspace(ws)
-    return Models(ws.detection_backbone.to(ws.device), tm.head, tm.svm_fc7, tm.bbox_reg, ws.cfg.test,
-                  tuple(ws.cfg.model.spp_levels), ws.device, ws.cfg.features.batch_windows)
+    return Models(ws.detection_backbone.to(ws.device), TrainedModels.from_workspace(ws), tuple(ws.cfg.model.spp_levels))
 
 
 def calibrate_svms(models: Models, fc7: np.ndarray, pass_rate: float = 0.02) -> None:
     """Offset the SVM biases so that ``pass_rate`` of these windows score above the threshold."""
-    raw = models.svm.scores(fc7) - models.svm.b[:, 0]
-    models.svm.b = (models.test_cfg.score_thresh - np.quantile(raw, 1.0 - pass_rate, axis=0))[:, None].astype(np.float32)
+    svm, cfg = models.detector.svm_fc7, models.detector.test_cfg
+    raw = svm.scores(fc7) - svm.b[:, 0]
+    svm.b = (cfg.score_thresh - np.quantile(raw, 1.0 - pass_rate, axis=0))[:, None].astype(np.float32)
 
 
-def _fc(models: Models, pooled: torch.Tensor) -> np.ndarray:
-    return batched(lambda x: models.head.fc7_features(x.to(models.device)).float().cpu(), pooled, models.batch).numpy()
+def fc7_features(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """fc7 ``(N, fc_dim)`` of windows ``(N, 4)`` through ``method``'s window source (for calibration)."""
+    det = models.for_method(method)
+    with torch.no_grad():
+        inputs = image_bgr if method.kind == "rcnn" else spp_maps(method, models, image_bgr)
+        pooled = det.pooler.pool(inputs, boxes, image_bgr.shape[:2])
+        return batched(lambda x: det.head.fc7_features(x.to(det.device)).cpu(), pooled, det.batch).numpy()
 
 
-def pool_windows(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.ndarray,
-                 times: dict) -> torch.Tensor:
-    """Pooled features ``(N, D)`` of internal boxes ``(N, 4)``; adds ``conv`` and ``pool`` to ``times``."""
-    dev, bb = models.device, models.backbone
-    hw = image_bgr.shape[:2]
-    if method.kind == "rcnn":
-        pooler = RCNNPooler(bb, models.levels, method.rcnn_size, batch=64, device=dev)
-        out = pooler.pool(image_bgr, boxes, hw)
-        sync(dev)
-        times["conv"] += pooler.last_times["conv"]
-        times["pool"] += pooler.last_times["warp"]
-        return out
-    t0 = time.perf_counter()
-    maps = [bb.conv5(resize_short_side(image_bgr, s), dev) for s in method.scales]
-    sync(dev)
-    t1 = time.perf_counter()
-    out = WindowPooler(bb, method.scales, models.levels).pool(maps, boxes, hw)
-    sync(dev)
-    times["conv"] += t1 - t0
-    times["pool"] += time.perf_counter() - t1
-    return out
+def spp_maps(method: Method, models: Models, image_bgr: np.ndarray) -> list[torch.Tensor]:
+    """The conv maps of an image at ``method``'s scales (what the SPP window source pools from)."""
+    return [models.backbone.conv5(resize_short_side(image_bgr, s), models.device) for s in method.scales]
 
 
 def time_image(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.ndarray,
                rng: Optional[np.random.Generator] = None) -> tuple[dict, Detections]:
-    """Seconds per part (no ``proposals``) and the detections of one image's windows ``(N, 4)``."""
+    """Seconds per part (no ``proposals``) and the detections (the detector's main variant) of one image's
+    windows ``(N, 4)``: the conv maps here, the rest by :meth:`TrainedModels.detect`."""
     times = dict.fromkeys(PARTS[1:], 0.0)
     n_all = len(boxes)
     factor = 1.0
@@ -135,25 +131,23 @@ def time_image(method: Method, models: Models, image_bgr: np.ndarray, boxes: np.
         rng = rng or np.random.default_rng(0)
         boxes = boxes[np.sort(rng.choice(n_all, method.rcnn_windows, replace=False))]
         factor = n_all / len(boxes)
+    det = models.for_method(method)
     with torch.no_grad():
-        pooled = pool_windows(method, models, image_bgr, boxes, times)
-        t = time.perf_counter()
-        fc7 = _fc(models, pooled)
-        sync(models.device)
-        times["fc"] = time.perf_counter() - t
-    t = time.perf_counter()
-    scores = models.svm.scores(fc7)
-    times["svm"] = time.perf_counter() - t
-    pool5 = pooled.numpy() if models.bbox_reg is not None else None
-    t = time.perf_counter()  # detect.postprocess (before_nms order), its two halves timed apart
-    cands = candidates(boxes, scores, image_bgr.shape[:2], models.test_cfg, pool5, models.bbox_reg)
-    times["bbox_reg"] = time.perf_counter() - t
-    t = time.perf_counter()
-    dets = combine([cands], scores.shape[1], models.test_cfg)
-    times["nms"] = time.perf_counter() - t
+        if method.kind == "rcnn":
+            inputs = image_bgr
+        else:
+            sync(models.device)
+            t = time.perf_counter()
+            inputs = spp_maps(method, models, image_bgr)
+            sync(models.device)
+            times["conv"] = time.perf_counter() - t
+        dets = det.detect(inputs, boxes, image_bgr.shape[:2], variants=[det.main_variant], times=times)
+    if method.kind == "rcnn":  # R-CNN's "pool" ran the trunk on every canvas: that part is conv
+        times["conv"] += det.pooler.last_times["conv"]
+        times["pool"] -= det.pooler.last_times["conv"]
     if factor != 1.0:  # every part scales with the number of windows
         times = {k: v * factor for k, v in times.items()}
-    return times, dets
+    return times, dets[det.main_variant]
 
 
 def summarize(per_image: dict[str, list[dict]], proposals: list[float]) -> dict:
@@ -233,9 +227,7 @@ def run_timing(image_paths: Sequence[str], methods: Sequence[Method], models: Mo
         images.append(img)
     if calibrate:  # random SVMs: offset on the first image's SPP features
         spp = next((m for m in methods if m.kind == "spp"), Method("cal", "spp", (688,)))
-        with torch.no_grad():
-            pooled = pool_windows(spp, models, images[0], windows[0], dict.fromkeys(PARTS, 0.0))
-        calibrate_svms(models, _fc(models, pooled))
+        calibrate_svms(models, fc7_features(spp, models, images[0], windows[0]))
     for m in methods:  # warm-up: first-call compilation, allocator growth, oneDNN kernel selection
         n = min(len(windows[0]), 128) if m.kind == "rcnn" else len(windows[0])
         time_image(m, models, images[0], windows[0][:n])

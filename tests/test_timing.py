@@ -29,16 +29,16 @@ def _image_and_boxes():
 def test_timed_path_gives_the_detections_of_the_detection_code():
     img, boxes = _image_and_boxes()
     models = timing.paper_shaped_models(build_lite0("package"), num_classes=3, fc_dim=32, levels=(1, 2))
+    det = models.detector
     for method, pooler in [(timing.Method("spp", "spp", (160, 200)), WindowPooler(models.backbone, (160, 200), (1, 2))),
                            (timing.Method("rcnn", "rcnn", rcnn_size=48), RCNNPooler(models.backbone, (1, 2), 48))]:
         inputs = ([models.backbone.conv5(resize_short_side(img, s)) for s in (160, 200)] if method.kind == "spp" else img)
         with torch.no_grad():
             pooled = pooler.pool(inputs, boxes, img.shape[:2])
-            fc7 = models.head.fc7_features(pooled).numpy()
+            fc7 = det.head.fc7_features(pooled).numpy()
         timing.calibrate_svms(models, fc7, pass_rate=0.2)
-        assert np.ptp(models.svm.scores(fc7)) > 0.1  # distinct scores: no ties at the threshold
-        ref = postprocess(boxes, models.svm.scores(fc7), img.shape[:2], models.test_cfg, pooled.numpy(),
-                          models.bbox_reg)
+        assert np.ptp(det.svm_fc7.scores(fc7)) > 0.1  # distinct scores: no ties at the threshold
+        ref = postprocess(boxes, det.svm_fc7.scores(fc7), img.shape[:2], det.test_cfg, pooled.numpy(), det.bbox_reg)
         times, dets = timing.time_image(method, models, img, boxes)
         assert len(ref) > 0 and set(times) == set(timing.PARTS[1:]) and all(v >= 0 for v in times.values())
         np.testing.assert_allclose(dets.scores, ref.scores, rtol=1e-5)

@@ -74,7 +74,7 @@ def main() -> int:
             dev = resolve_device(args.device)
             models = timing.paper_shaped_models(build_backbone(args.backbone, args.weights), args.classes,
                                                 args.fc_dim, device=dev)
-            models.head = test_time_fc(models.head, args.fc_svd, args.fc_dtype).to(dev)
+            models.detector.head = test_time_fc(models.detector.head, args.fc_svd, args.fc_dtype).to(dev)
             search, calibrate = SearchParams(), True
             label = f"{args.backbone}, fc {args.fc_dim}, {args.classes} classes, random weights"
         names = {"spp1": timing.Method(f"SPP {len(args.scales)}-scale", "spp", args.scales),
