@@ -79,8 +79,8 @@ def stage_main(stage: str, description: str) -> int:
         ws = Workspace(cfg)
         with open_workdir(ws):
             save_config(cfg, ws.root / "config.yaml")
-            if cfg.dataset.generate is not None:  # the embedded dataset is made on first use
-                run_stage(ws, "dataset", progress=not args.no_progress)
+            # the embedded dataset is made on first use, and every split is read and checked before any work
+            run_stage(ws, "dataset", progress=not args.no_progress)
             run_stage(ws, stage, progress=not args.no_progress, force=args.force)
 
     return run_main(go)

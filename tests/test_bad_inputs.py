@@ -137,3 +137,56 @@ def test_sigterm_keeps_the_finished_proposals_like_ctrl_c(data, tmp_path):
     p = tool("compute_proposals.py", cfg)  # resumes
     assert p.returncode == 0, p.stderr
     assert f"resuming proposals from {props / 'trainval.partial.npz'} ({len(partial)}/24 done)" in p.stderr
+
+
+def _break(root: Path, case: str) -> tuple[str, str]:
+    """Break one thing in a copy of the dataset; returns (the file the error must name, its message)."""
+    main = root / "ImageSets" / "Main"
+    first = (main / "trainval.txt").read_text().split()[0]
+    xml, jpg = root / "Annotations" / f"{first}.xml", root / "JPEGImages" / f"{first}.jpg"
+    text = xml.read_text()
+    if case == "malformed_xml":
+        xml.write_text(text[: len(text) // 2])
+        return str(xml), "malformed XML"
+    if case == "unknown_class":
+        xml.write_text(re.sub(r"<name>\w+</name>", "<name>unicorn</name>", text, count=1))
+        return str(xml), "unknown class 'unicorn'"
+    if case == "inverted_box":
+        xmin = re.search(r"<xmin>(\d+)</xmin>", text).group(1)
+        xml.write_text(re.sub(r"<xmax>\d+</xmax>", f"<xmax>{int(xmin) - 1}</xmax>", text, count=1))
+        return str(xml), "inverted box"
+    if case == "box_outside":
+        xml.write_text(re.sub(r"<xmax>\d+</xmax>", "<xmax>5000</xmax>", text, count=1))
+        return str(xml), "is outside the"
+    if case == "missing_annotation":
+        xml.unlink()
+        return str(xml), "annotation file not found"
+    if case == "missing_image":
+        jpg.unlink()
+        return str(xml), "image file not found"
+    if case == "corrupt_image":
+        jpg.write_bytes(jpg.read_bytes()[:200])
+        return str(jpg), "cannot decode image"
+    if case == "size_mismatch":
+        xml.write_text(re.sub(r"<width>\d+</width>", "<width>999</width>", text, count=1))
+        return str(jpg), "but its annotation"
+    if case == "duplicate_id":
+        (main / "trainval.txt").write_text((main / "trainval.txt").read_text() + f"{first}\n")
+        return str(main / "trainval.txt"), "listed twice"
+    if case == "empty_split":
+        (main / "test.txt").write_text("\n")
+        return str(main / "test.txt"), "is empty"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["malformed_xml", "unknown_class", "inverted_box", "box_outside",
+                                  "missing_annotation", "missing_image", "corrupt_image", "size_mismatch",
+                                  "duplicate_id", "empty_split"])
+def test_a_broken_dataset_is_one_line_naming_the_file_and_nothing_is_written(data, tmp_path, case):
+    import shutil
+    root = tmp_path / "VOC2007"
+    shutil.copytree(data, root)
+    where, what = _break(root, case)
+    line = one_error_line(tool("compute_proposals.py", write_config(tmp_path, root)))
+    assert where in line and what in line, line
+    assert not list((tmp_path / "work").glob("proposals/*.npz"))  # no result, not even a partial one
