@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -42,13 +43,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
 def temp_prefix(name: str) -> str:
-    """Prefix of a temporary file or folder made for ``name``: ``.<name>.<pid>.``; the pid lets
-    :func:`remove_stale_temps` tell one a killed process left from one still being written."""
-    return f".{name}.{os.getpid()}."
+    """Prefix of a temporary file or folder made for ``name``: ``.<name>.<host>.<pid>.``; host and pid
+    let :func:`remove_stale_temps` tell one a killed process left from one still being written (also
+    on a file system shared by several machines: only this host's are judged)."""
+    return f".{name}.{_HOST}.{os.getpid()}."
 
 
-_TEMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}(\.tmp.*)?$")  # temp_prefix + tempfile's 8 random characters
+_TEMP = re.compile(r"^\..+\.([A-Za-z0-9-]+)\.(\d+)\.[a-z0-9_]{8}(\.tmp.*)?$")  # temp_prefix + 8 random chars
 
 
 def _alive(pid: int) -> bool:
@@ -71,7 +76,7 @@ def remove_stale_temps(directory: str | os.PathLike, depth: int = 0) -> int:
         return 0
     for e in entries:
         m = _TEMP.match(e.name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if m and m.group(1) == _HOST and int(m.group(2)) != os.getpid() and not _alive(int(m.group(2))):
             if e.is_dir(follow_symlinks=False):
                 shutil.rmtree(e.path, ignore_errors=True)
             else:

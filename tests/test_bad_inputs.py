@@ -87,16 +87,19 @@ def test_temporary_files_of_killed_runs_are_removed_and_live_ones_kept(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "sub").mkdir()
-    left = tmp_path / "sub" / f".x.npy.{dead.pid}.abcdefgh.tmp.npy"  # what a kill -9 leaves
+    host = temp_prefix("x").split(".")[2]
+    left = tmp_path / "sub" / f".x.npy.{host}.{dead.pid}.abcdefgh.tmp.npy"  # what a kill -9 leaves
     left.write_bytes(b"half")
-    gen = tmp_path / f".VOC2007.{dead.pid}.a1b2c3d4"  # a killed dataset generation
+    gen = tmp_path / f".VOC2007.{host}.{dead.pid}.a1b2c3d4"  # a killed dataset generation
     gen.mkdir()
+    other = tmp_path / f".z.json.otherhost.{dead.pid}.abcdefgh.tmp"  # another machine's: not ours to judge
+    other.write_text("{")
     mine = tmp_path / f"{temp_prefix('y.json')}zzzzzzzz.tmp"  # being written by this process
     mine.write_text("{")
     keep = tmp_path / "sub" / "x.npy"
     keep.write_bytes(b"done")
     assert remove_stale_temps(tmp_path, depth=1) == 2
-    assert not left.exists() and not gen.exists() and mine.exists() and keep.exists()
+    assert not left.exists() and not gen.exists() and mine.exists() and keep.exists() and other.exists()
 
 
 def test_a_full_or_read_only_disk_is_one_line_naming_the_path(capsys):
