@@ -67,7 +67,7 @@ def main() -> int:
                               progress=not args.no_progress)
             res = {}
             for v in (v.name for v in VARIANTS):
-                f = ws.root / "eval" / f"{test}_{v}.json"
+                f = ws.layout.eval_result(test, v)
                 if f.is_file() and (v != "pool5" or not args.no_pool5):
                     res[v] = json.loads(f.read_text())["mAP"] * 100
             res["seconds"] = {s: ws.manifest_info(s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}

@@ -33,7 +33,7 @@ def ours(cfg, time_images: int, progress: bool = True) -> dict:
     res = {"workdir": str(ws.root)}
     v = main_variant(cfg)
     if v is not None:
-        f = ws.root / "eval" / f"{split}_{v}.json"
+        f = ws.layout.eval_result(split, v)
         if f.is_file() and ws.stage_done("eval"):
             ev = json.loads(f.read_text())
             res.update(variant=v, mAP=ev["mAP"], coco_AP=ev.get("coco", {}).get("AP"))

@@ -24,6 +24,7 @@ from .data.images import load_image
 from .detect import Detections
 from .features import compute_conv5_pyramid
 from .inference import TrainedModels
+from .layout import Layout
 from .workspace import Workspace
 
 
@@ -37,14 +38,14 @@ class Detector:
     @classmethod
     def from_workdir(cls, workdir: str | Path, device: Optional[str] = None) -> "Detector":
         workdir = Path(workdir)
-        cfg_path = workdir / "config.yaml"
+        cfg_path = Layout(workdir).config
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{cfg_path}: not found; is {workdir} a trained experiment's work directory?")
         cfg = load_config(cfg_path, [f"features.device={device}"] if device else None)
         cfg.workdir = str(workdir)
-        for f in ("svm/fc7.pt", "finetune/best.pt"):
-            if not (workdir / f).is_file():
-                raise FileNotFoundError(f"{workdir / f}: missing; run the pipeline to the end first")
+        for f in (Layout(workdir).svm("fc7"), Layout(workdir).head):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: missing; run the pipeline to the end first")
         return cls(Workspace(cfg))
 
     def proposals(self, image_bgr: np.ndarray) -> np.ndarray:

@@ -108,7 +108,7 @@ def train_bbox_regressors(ws: Workspace, progress: bool = True) -> Path:
         Wt[c], bt[c] = model.coef_.T, model.intercept_
         X[c] = None  # free as we go
     log.info("bbox regressors trained in %.1f s on %s windows", time.perf_counter() - t0, counts)
-    out = ws.root / "bbox_reg" / "model.pt"
+    out = ws.layout.bbox_reg
     LinearModels(Wt, bt, scale, ws.classes, "bbox", {"counts": counts}).save(out)
     return out
 

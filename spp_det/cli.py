@@ -78,7 +78,7 @@ def stage_main(stage: str, description: str) -> int:
         cfg = load_from_args(args)
         ws = Workspace(cfg)
         with open_workdir(ws):
-            save_config(cfg, ws.root / "config.yaml")
+            save_config(cfg, ws.layout.config)
             # the embedded dataset is made on first use, and every split is read and checked before any work
             run_stage(ws, "dataset", progress=not args.no_progress)
             run_stage(ws, stage, progress=not args.no_progress, force=args.force)

@@ -339,8 +339,8 @@ def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig
 def finetune(ws: Workspace, progress: bool = True) -> Path:
     """Run (or resume) fine-tuning; returns the path of ``best.pt`` (the head's state dict)."""
     cfg, ft = ws.cfg, ws.finetune_cfg
-    out_dir = ws.root / "finetune"
-    ckpt_path, best_path, log_path = out_dir / "ckpt.pt", out_dir / "best.pt", out_dir / "log.json"
+    out_dir = ws.layout.finetune_dir
+    ckpt_path, best_path, log_path = out_dir / "ckpt.pt", ws.layout.head, out_dir / "log.json"
     device = ws.device
     head = build_head(ws).to(device)
     if not ft.enabled or ft.iterations == 0:
@@ -424,5 +424,5 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
 
 def load_head(ws: Workspace, path: Optional[Path] = None) -> SPPHead:
     head = build_head(ws)
-    head.load_state_dict(torch.load(path or ws.root / "finetune" / "best.pt", map_location="cpu", weights_only=True))
+    head.load_state_dict(torch.load(path or ws.layout.head, map_location="cpu", weights_only=True))
     return head.eval()

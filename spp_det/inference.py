@@ -50,10 +50,9 @@ class TrainedModels:
     @classmethod
     def from_workspace(cls, ws: Workspace) -> "TrainedModels":
         c = ws.cfg
-        pool5 = ws.root / "svm" / "pool5.pt"
-        reg = ws.root / "bbox_reg" / "model.pt"
+        pool5, reg = ws.layout.svm("pool5"), ws.layout.bbox_reg
         head = test_time_fc(load_head(ws), c.test.fc_svd, c.test.fc_dtype).to(ws.device)
-        return cls(pooler=ws.pooler(), head=head, svm_fc7=LinearModels.load(ws.root / "svm" / "fc7.pt"),
+        return cls(pooler=ws.pooler(), head=head, svm_fc7=LinearModels.load(ws.layout.svm("fc7")),
                    test_cfg=c.test, num_classes=len(ws.classes),
                    svm_pool5=LinearModels.load(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
                    bbox_reg=LinearModels.load(reg) if c.bbox_reg.enabled and reg.is_file() else None,
@@ -142,7 +141,7 @@ def sync(device: torch.device) -> None:
 
 
 def detections_dir(ws: Workspace, variant: str, split: Optional[str] = None) -> Path:
-    return ws.root / "detections" / (split or ws.cfg.dataset.test_split) / variant
+    return ws.layout.detections(split or ws.cfg.dataset.test_split, variant)
 
 
 def run_test(ws: Workspace, progress: bool = True) -> list[str]:

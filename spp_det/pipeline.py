@@ -75,7 +75,7 @@ def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: 
     for s in list(stages or ()) + list(force):
         get_stage(s)  # unknown names fail before any work
     with open_workdir(ws):
-        save_config(cfg, ws.root / "config.yaml")
+        save_config(cfg, ws.layout.config)
         timings = []
         for s in STAGES:
             if s in force:  # resets its downstream stages too, whether or not they run now
@@ -88,5 +88,5 @@ def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: 
         lines.append(f"  {t['stage']:<11} {'skipped' if t['skipped'] else 'ran':>8}  "
                      f"{(f'{sec:8.1f} s') if sec is not None else '       -  '}")
     print("\n".join(lines), flush=True)
-    save_json(timings, ws.root / "timings.json")
+    save_json(timings, ws.layout.timings)
     return ws

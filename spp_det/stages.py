@@ -64,7 +64,7 @@ def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path
     from .data.crops import make_classification_crops
     d = ws.cfg.dataset
     bar = tqdm if progress else None
-    crops = ws.root / "pretrain" / "crops"
+    crops = ws.layout.pretrain_dir / "crops"
     make_classification_crops(ws.dataset(d.train_split).records, ws.classes, crops / "train", p.crops_per_object,
                               tuple(p.crop_context), p.crop_jitter, p.seed, bar)
     mid = float(sum(p.crop_context)) / 2  # one fixed crop per test object: evaluation only, never trained on
@@ -76,10 +76,10 @@ def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path
 def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
     from .pretrain import format_results, pretrain
     train_dir, val_dir = pretrain_folders(ws, progress)
-    res = pretrain(train_dir, val_dir, ws.root / "pretrain", ws.cfg.pretrain, ws.cfg.backbone.name,
+    res = pretrain(train_dir, val_dir, ws.layout.pretrain_dir, ws.cfg.pretrain, ws.cfg.backbone.name,
                    ws.cfg.model.spp_levels, progress)
     print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
-    return [ws.pretrained_path, ws.root / "pretrain" / "eval.json"]
+    return [ws.pretrained_path, ws.layout.pretrain_dir / "eval.json"]
 
 
 def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
@@ -179,22 +179,22 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     from .evaluation.voc import format_ap_table
     split = ws.cfg.dataset.test_split
     records = ws.dataset(split).records
-    variants = [v.name for v in VARIANTS if v.used(ws.cfg) and (ws.root / "detections" / split / v.name).is_dir()]
+    variants = [v.name for v in VARIANTS if v.used(ws.cfg) and ws.layout.detections(split, v.name).is_dir()]
     results, outs = {}, []
     for v in variants:
-        vdir = ws.root / "detections" / split / v
+        vdir = ws.layout.detections(split, v)
         res, coco_res = evaluate_comp4_voc_coco(vdir, records, ws.classes, split, ws.cfg.eval.use_07_metric)
         save_json(coco_res, vdir / "coco_results.json")
         results[v] = res
-        out = ws.root / "eval" / f"{split}_{v}.json"
+        out = ws.layout.eval_result(split, v)
         save_json({"mAP": res["mAP"], "ap": res["ap"], "npos": res["npos"], "metric": res["metric"],
                    "coco": res["coco"]}, out)
         outs += [out, vdir / "coco_results.json"]
     main = variants[-1]
     text = format_ap_table(results[main], f"Per-class AP on {split} ({VARIANT[main].title}):")
     text += "\n\n" + stagewise_table(results, split)
-    save_text(text + "\n", ws.root / "eval" / f"stagewise_{split}.txt")
-    outs.append(ws.root / "eval" / f"stagewise_{split}.txt")
+    save_text(text + "\n", ws.layout.stagewise(split))
+    outs.append(ws.layout.stagewise(split))
     print(text, flush=True)
     return outs
 
@@ -281,7 +281,7 @@ def _cached_maps(cache, records) -> list[Path]:
 
 
 def scratch_pretrain(ws: Workspace) -> list[Path]:
-    return [ws.root / "pretrain"]
+    return [ws.layout.pretrain_dir]
 
 
 def scratch_proposals(ws: Workspace) -> list[Path]:
@@ -297,7 +297,7 @@ def scratch_finetune(ws: Workspace) -> list[Path]:
     """Checkpoints, the head and trunk, and the cached outputs of the conv fine-tuning start."""
     from .features import cached_map_name
     views = ws.dataset(ws.finetune_split).with_flipped()
-    return [ws.root / "finetune"] + [d / cached_map_name(r) for d in ws.conv_start_dirs() for r in views]
+    return [ws.layout.finetune_dir] + [d / cached_map_name(r) for d in ws.conv_start_dirs() for r in views]
 
 
 def scratch_conv5_tuned(ws: Workspace) -> list[Path]:
@@ -305,23 +305,23 @@ def scratch_conv5_tuned(ws: Workspace) -> list[Path]:
 
 
 def scratch_svm_pool5(ws: Workspace) -> list[Path]:
-    return [ws.root / "svm" / "pool5.pt", *(ws.root / "norms").glob("pool5_*.json")]
+    return [ws.layout.svm("pool5"), *ws.layout.norms("pool5")]
 
 
 def scratch_svm(ws: Workspace) -> list[Path]:
-    return [ws.root / "svm" / "fc7.pt", *(ws.root / "norms").glob("fc7_*.json")]
+    return [ws.layout.svm("fc7"), *ws.layout.norms("fc7")]
 
 
 def scratch_bbox_reg(ws: Workspace) -> list[Path]:
-    return [ws.root / "bbox_reg", *(ws.root / "norms").glob("pool5_*.json")]
+    return [ws.layout.bbox_reg.parent, *ws.layout.norms("pool5")]
 
 
 def scratch_test(ws: Workspace) -> list[Path]:
-    return [ws.root / "detections" / ws.cfg.dataset.test_split]
+    return [ws.layout.detections(ws.cfg.dataset.test_split)]
 
 
 def scratch_eval(ws: Workspace) -> list[Path]:
-    return [ws.root / "eval"]
+    return [ws.layout.eval_dir]
 
 
 # ---------------------------------------------------------------------------------------- the table
@@ -422,7 +422,7 @@ def stage_key(ws: Workspace, name: str, splits: Optional[list[str]] = None) -> s
 
 
 def manifest_path(ws: Workspace, name: str) -> Path:
-    return ws.root / "manifests" / f"{name}.json"
+    return ws.layout.manifest(name)
 
 
 def stale_reason(ws: Workspace, name: str) -> Optional[str]:

@@ -153,7 +153,7 @@ def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Pa
     info = {c: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
                 "retrains": caches[i].retrains} for i, c in enumerate(ws.classes)}
     log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
-    out = ws.root / "svm" / f"{kind}.pt"
+    out = ws.layout.svm(kind)
     LinearModels(W.T[:, :, None], B[:, None], scale, ws.classes, f"svm_{kind}", info).save(out)
     return out
 

@@ -64,7 +64,7 @@ def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5
                        "seed": ws.cfg.seed, "proposals": ws.proposals_hash(split),
                        "annotations": ws.annotations_key(split), "use_difficult": ws.cfg.dataset.use_difficult,
                        "head": state_digest(feats.head.state_dict()) if feats.kind == "fc7" else None})
-    path = ws.root / "norms" / f"{feats.kind}_{key}.json"
+    path = ws.layout.norm(feats.kind, key)
     if path.is_file():
         return float(load_json(path)["scale"])
     records = ws.dataset(split).records

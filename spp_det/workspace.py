@@ -1,23 +1,6 @@
 """An experiment's work directory: paths, datasets, caches and stage hashes.
 
-Layout (``<workdir>/``)::
-
-    config.yaml                          resolved config (every default written out)
-    manifests/<stage>.json               a finished stage's key and outputs (spp_det.stages)
-    pretrain/model.pt, eval.json, crops/ SPP classification pre-training (if a pretrain section is set)
-    proposals/<split>.npz                image id -> (N, 4) internal boxes (or proposals.cache_dir)
-    conv5/<backbone>_s<scale>_<hash>/    <id>.<digest>.npy, <id>_flip.<digest>.npy (fp16 C x H' x W'), one dir
-                                         per scale; digest: the image file's content hash
-                                         (features.conv5_root moves them to a shared root)
-    finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
-    finetune/trunk.pt                    the conv-fine-tuned trunk (finetune.conv_layers > 0)
-    conv5/<backbone>_tuned_s<scale>_<hash>/  its maps of the train and test splits (stage conv5_tuned)
-    norms/<kind>_<hash>.json             feature scale 20 / mean norm (shared by stages)
-    svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale
-    bbox_reg/model.pt                    per-class ridge weights, feature scale
-    detections/<split>/<variant>/comp4_det_<split>_<cls>.txt
-    eval/<split>_<variant>.json          {"mAP": .., "ap": {cls: ..}}
-    eval/stagewise_<split>.txt           the Table-9-style summary
+Paths: :class:`spp_det.layout.Layout` (``ws.layout``), the one statement of where files live.
 
 Stage keys, manifests and ``--force`` come from the stage table in
 :mod:`spp_det.stages`: changing e.g. ``svm.C`` reruns the SVMs and everything
@@ -39,6 +22,7 @@ from .data.voc import DatasetError, DetectionDataset, ImageRecord, VOCDataset
 from .features import Conv5Cache, InputSource, WindowPooler, WindowSource, resolve_device
 from .head import fc_init_mode
 from .io_utils import file_sha256, stable_hash
+from .layout import Layout
 from .models import Backbone, build_backbone, packaged_weights
 from .rcnn import ImageInputs, RCNNPooler
 
@@ -46,7 +30,8 @@ from .rcnn import ImageInputs, RCNNPooler
 class Workspace:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.root = Path(cfg.workdir)
+        self.layout = Layout.from_config(cfg)
+        self.root = self.layout.root
         self._datasets: dict[str, DetectionDataset] = {}
         self._proposals: dict[str, dict[str, np.ndarray]] = {}
         self._file_ids: dict[tuple, str] = {}
@@ -87,8 +72,7 @@ class Workspace:
         return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
 
     def proposals_path(self, split: str) -> Path:
-        d = self.cfg.proposals.cache_dir
-        return (Path(d) if d else self.root / "proposals") / f"{split}.npz"
+        return self.layout.proposals(split)
 
     def proposals(self, split: str) -> dict[str, np.ndarray]:
         if split not in self._proposals:
@@ -114,7 +98,7 @@ class Workspace:
     @property
     def pretrained_path(self) -> Path:
         """Where the ``pretrain`` stage writes the classification net (``backbone.weights: pretrain``)."""
-        return self.root / "pretrain" / "model.pt"
+        return self.layout.pretrained_model
 
     def weights_arg(self) -> Optional[str]:
         w = self.cfg.backbone.weights
@@ -178,7 +162,7 @@ class Workspace:
 
     @property
     def tuned_trunk_path(self) -> Path:
-        return self.root / "finetune" / "trunk.pt"
+        return self.layout.tuned_trunk
 
     @functools.cached_property
     def detection_backbone(self) -> Backbone:
@@ -194,13 +178,12 @@ class Workspace:
 
     @property
     def conv5_root(self) -> Path:
-        r = self.cfg.features.conv5_root
-        return Path(r) if r else self.root / "conv5"
+        return self.layout.conv5_root
 
     def conv5_cache(self, tuned: bool = False) -> Conv5Cache:
         """The conv5 maps at every scale: of the ImageNet trunk, or (``tuned``) of the conv-fine-tuned one."""
         name = self.cfg.backbone.name + ("_tuned" if tuned else "")
-        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s, tuned)}" for s in self.scales},
+        return Conv5Cache({s: self.layout.conv5_dir(name, s, self.conv5_hash(s, tuned)) for s in self.scales},
                           self.detection_backbone if tuned else self.backbone)
 
     # ------------------------------------------------------------------ hashes
@@ -251,7 +234,7 @@ class Workspace:
         """Cached outputs of the frozen start of the trunk that conv fine-tuning trains the rest of
         (:class:`spp_det.finetune.ConvTuner`): fp16 maps per view and scale, beside the conv5 maps."""
         name = f"{self.cfg.backbone.name}_start{tuner.cut}"
-        return Conv5Cache({s: self.conv5_root / f"{name}_s{s}_{self.conv5_hash(s)}" for s in self.scales}, tuner)
+        return Conv5Cache({s: self.layout.conv5_dir(name, s, self.conv5_hash(s)) for s in self.scales}, tuner)
 
     def conv5_hash(self, scale: int, tuned: bool = False) -> str:
         """Hash of what one scale's maps depend on besides the image (its cache directory's suffix; each

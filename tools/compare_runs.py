@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import run_main
+from spp_det.layout import Layout
 from spp_det.variants import VARIANTS
 
 
@@ -21,7 +22,7 @@ def main() -> int:
     def go() -> None:
         cols = []
         for w in args.workdirs:
-            files = {v.name: Path(w) / "eval" / f"{args.split}_{v.name}.json" for v in VARIANTS}
+            files = {v.name: Layout(Path(w)).eval_result(args.split, v.name) for v in VARIANTS}
             if not any(f.is_file() for f in files.values()):
                 raise FileNotFoundError(f"{w}/eval: no {args.split}_*.json (run the eval stage first)")
             cols.append({v: json.loads(f.read_text()) for v, f in files.items() if f.is_file()})
