@@ -214,8 +214,11 @@ def size_of_epoch(epoch: int, cfg: PretrainConfig) -> int:
 
 
 def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str | Path, cfg: PretrainConfig,
-             backbone: str = "zf5", levels: Sequence[int] = (1, 2, 3, 6), progress: bool = True) -> dict:
+             backbone: str = "zf5", levels: Sequence[int] = (1, 2, 3, 6), progress: bool = True,
+             data_key: str = "") -> dict:
     """Train (or resume) and evaluate; writes ``model.pt``, ``eval.json``, ``log.json`` under ``out_dir``.
+    ``data_key``: a fingerprint of the training data's content (the pipeline passes its stage key), so
+    that a checkpoint made from other data is not resumed.
 
     Returns the evaluation dict ``{mode: {top1_err, top5_err, ...}}``.
     """
@@ -225,7 +228,7 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
     eval_only = ("eval_modes", "eval_images", "multiview_scales")  # changing these re-evaluates, never retrains
     train_cfg = {k: v for k, v in asdict(cfg).items() if k not in eval_only}
     key = stable_hash({"cfg": train_cfg, "backbone": backbone, "levels": list(levels), "train": str(train_dir),
-                       "n": len(train), "classes": train.classes})
+                       "n": len(train), "classes": train.classes, "data": data_key})
     model = build_classifier(backbone, len(train.classes), cfg, levels)
     wd = [p for n, p in model.named_parameters() if n.endswith("weight")]
     nd = [p for n, p in model.named_parameters() if not n.endswith("weight")]

@@ -77,7 +77,7 @@ def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
     from .pretrain import format_results, pretrain
     train_dir, val_dir = pretrain_folders(ws, progress)
     res = pretrain(train_dir, val_dir, ws.layout.pretrain_dir, ws.cfg.pretrain, ws.cfg.backbone.name,
-                   ws.cfg.model.spp_levels, progress)
+                   ws.cfg.model.spp_levels, progress, data_key=stable_hash(_pretrain_training_data(ws)))
     print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
     return [ws.pretrained_path, ws.layout.pretrain_dir / "eval.json"]
 
@@ -222,10 +222,20 @@ def _training_labels(ws: Workspace, *splits: Optional[str]) -> dict:
             "use_difficult": ws.cfg.dataset.use_difficult}
 
 
+def _pretrain_training_data(ws: Workspace) -> dict:
+    """What pre-training learns from: a classification folder of the user's, or crops of the train split."""
+    c = ws.cfg
+    if c.pretrain.data:
+        from .data.fingerprint import folder_fingerprint
+        return {"folder": folder_fingerprint(c.pretrain.data)}
+    return {"train": _data(ws, c.dataset.train_split)}
+
+
 def key_pretrain(ws: Workspace) -> dict:
     c = ws.cfg
-    return {"pretrain": vars(c.pretrain), "train": _data(ws, c.dataset.train_split),
-            "test": _data(ws, c.dataset.test_split), "backbone": c.backbone.name, "levels": list(c.model.spp_levels)}
+    key = {"pretrain": vars(c.pretrain), "backbone": c.backbone.name, "levels": list(c.model.spp_levels),
+           **_pretrain_training_data(ws)}
+    return key if c.pretrain.data else {**key, "test": _data(ws, c.dataset.test_split)}  # its val crops
 
 
 def key_proposals(ws: Workspace) -> dict:

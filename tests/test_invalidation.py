@@ -155,3 +155,22 @@ def test_every_stage_is_in_the_table_once():
         assert downstream(name)[0] == name
     assert np.all([STAGE_NAMES.index(r) < STAGE_NAMES.index(s.name)
                    for s in __import__("spp_det.stages").stages.STAGES for r in s.reads])
+
+
+def test_pretraining_crops_follow_the_annotations_content(done, tmp_path):
+    """Crops for SPP pre-training are remade when a box moves (their key is the content, not the paths)."""
+    import dataclasses
+    import json
+
+    from spp_det.data.crops import make_classification_crops
+    from spp_det.data.synthetic import CLASSES
+    from spp_det.data.voc import VOCDataset
+    records = VOCDataset(done / "data" / "VOC2007", "trainval", CLASSES).records  # every class present
+    out = tmp_path / "crops"
+    make_classification_crops(records, CLASSES, out, per_object=1)
+    key = json.loads((out / "done.json").read_text())["hash"]
+    make_classification_crops(records, CLASSES, out, per_object=1)
+    assert json.loads((out / "done.json").read_text())["hash"] == key
+    moved = [dataclasses.replace(records[0], boxes=records[0].boxes + np.float32([1, 1, 0, 0]))] + records[1:]
+    make_classification_crops(moved, CLASSES, out, per_object=1)
+    assert json.loads((out / "done.json").read_text())["hash"] != key

@@ -40,9 +40,10 @@ def make_classification_crops(records: Sequence[ImageRecord], classes: Sequence[
                               jitter: float = 0.15, seed: int = 0, progress=None) -> dict[str, int]:
     """Write the crops; returns crops per class.  ``progress``: optional tqdm-like wrapper."""
     out = Path(out_dir)
-    key = stable_hash({"ids": [r.key for r in records], "paths": [str(r.path) for r in records],
-                       "classes": list(classes), "per_object": per_object, "context": list(context),
-                       "jitter": jitter, "seed": seed})
+    from .fingerprint import annotations_fingerprint, images_fingerprint
+    key = stable_hash({"ids": [r.key for r in records], "annotations": annotations_fingerprint(records, classes),
+                       "images": images_fingerprint(records), "per_object": per_object, "context": list(context),
+                       "jitter": jitter, "seed": seed})  # content, not paths: edited data makes new crops
     done = out / "done.json"
     if done.is_file() and load_json(done).get("hash") == key:
         return load_json(done)["counts"]

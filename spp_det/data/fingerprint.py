@@ -66,3 +66,20 @@ def annotations_fingerprint(records: Sequence[ImageRecord], classes: Sequence[st
                          (r.truncated, np.bool_)):
             h.update(np.ascontiguousarray(a, dtype=dtype).tobytes())
     return h.hexdigest()[:16]
+
+
+def folder_fingerprint(root: str | os.PathLike) -> str:
+    """Hash of every file under ``root``: relative path, size and mtime (not content: a user's
+    classification folder may be ImageNet-sized, 140 GB). For ``pretrain.data``."""
+    root = Path(root)
+    h = hashlib.sha256()
+    try:
+        for dirpath, dirnames, filenames in sorted(os.walk(root)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, name))
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    except OSError as e:
+        raise DatasetError(f"{root}: cannot read ({e.strerror or e})") from None
+    return h.hexdigest()[:16]
