@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from .boxes import box_iou
 from .linear import LinearModels
-from .window_features import WindowFeatures, feature_scale, windows_of
-from .workspace import Workspace
+from .config import BboxRegConfig
+from .window_features import TrainingWindows, WindowFeatures
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,26 @@ def decode(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     return np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w - 1.0, cy + 0.5 * h - 1.0], 1).astype(np.float32)
 
 
-def train_bbox_regressors(ws: Workspace, progress: bool = True) -> Path:
-    cfg, bcfg = ws.cfg, ws.cfg.bbox_reg
-    split = cfg.dataset.train_split
-    records = ws.dataset(split).records
-    cache = ws.detection_inputs()
-    feats = WindowFeatures(ws.pooler(), "pool5")
-    scale = feature_scale(ws, feats, split, cache, progress, ws.conv_tuned)
-    C = len(ws.classes)
+def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
+                          bcfg: BboxRegConfig, seed: int = 0, progress: bool = True) -> LinearModels:
+    """Per-class ridge regressors (module docstring) on ``feats`` (scaled by ``scale``) of ``data``'s
+    windows that overlap a GT of the class by ``min_overlap`` or more."""
+    records, C = data.records, len(classes)
+    cache = data.inputs
     t0 = time.perf_counter()
     # pass 1: choose windows (indices only)
     chosen = []  # (record index, boxes, targets, class)
     for i, r in enumerate(records):
-        gt, labels = r.gt_for_training(cfg.dataset.use_difficult)
+        gt, labels = r.gt_for_training(data.use_difficult)
         if not len(gt):
             continue
-        boxes, _ = windows_of(r, ws.boxes_for(r, split), cfg.dataset.use_difficult)
+        boxes, _ = data.windows(r)
         iou = box_iou(boxes, gt)
         best = iou.argmax(1)
         ok = iou[np.arange(len(boxes)), best] >= bcfg.min_overlap
         if ok.any():
             chosen.append((i, boxes[ok], encode(boxes[ok], gt[best[ok]]), labels[best[ok]]))
-    rng = np.random.default_rng([cfg.seed, 19])
+    rng = np.random.default_rng([seed, 19])
     per_class = [np.concatenate([np.stack([np.full(len(t), k), np.arange(len(t))], 1)[cl == c]
                                  for k, (_, _, t, cl) in enumerate(chosen)]) if chosen else np.zeros((0, 2), int)
                  for c in range(C)]
@@ -100,15 +98,13 @@ def train_bbox_regressors(ws: Workspace, progress: bool = True) -> Path:
     bt = np.zeros((C, 4), np.float32)
     counts = {}
     for c in range(C):
-        counts[ws.classes[c]] = len(X[c])
+        counts[classes[c]] = len(X[c])
         if len(X[c]) == 0:
-            log.warning("bbox regression: class %s has no training window; identity regressor", ws.classes[c])
+            log.warning("bbox regression: class %s has no training window; identity regressor", classes[c])
             continue
         model = Ridge(alpha=bcfg.lam, fit_intercept=True).fit(X[c], Y[c])
         Wt[c], bt[c] = model.coef_.T, model.intercept_
         X[c] = None  # free as we go
     log.info("bbox regressors trained in %.1f s on %s windows", time.perf_counter() - t0, counts)
-    out = ws.layout.bbox_reg
-    LinearModels(Wt, bt, scale, ws.classes, "bbox", {"counts": counts}).save(out)
-    return out
+    return LinearModels(Wt, bt, scale, list(classes), "bbox", {"counts": counts})
 

@@ -27,12 +27,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .data.voc import ImageRecord
 from .io_utils import load_json, save_json, save_text, stable_hash
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .window_features import TrainingWindows
 
 log = logging.getLogger(__name__)
 
@@ -150,20 +153,46 @@ def stage_conv5_tuned(ws: Workspace, progress: bool) -> list[Path]:
     return list(cache.dirs.values())
 
 
-def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
+def training_windows(ws: Workspace, tuned: bool) -> "TrainingWindows":
+    """The training split's windows and inputs (maps of the conv-fine-tuned trunk if ``tuned``)."""
+    from .window_features import TrainingWindows
+    split = ws.cfg.dataset.train_split
+    return TrainingWindows(split, ws.dataset(split).records, lambda r: ws.boxes_for(r, split),
+                           ws.window_inputs(tuned), ws.cfg.dataset.use_difficult)
+
+
+def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
+    """SVMs on ``kind`` features: ``pool5`` (no fine-tuning: always the ImageNet trunk's maps) or ``fc7``."""
+    from .finetune import load_head
     from .svm import train_svms
-    return [train_svms(ws, "pool5", None, progress)]
+    from .window_features import WindowFeatures, feature_scale
+    tuned = kind == "fc7" and ws.conv_tuned
+    data = training_windows(ws, tuned)
+    feats = WindowFeatures(ws.pooler(), kind, load_head(ws) if kind == "fc7" else None, ws.device,
+                           ws.cfg.features.batch_windows)
+    scale = feature_scale(ws, feats, data.split, data.inputs, progress, tuned)
+    out = ws.layout.svm(kind)
+    train_svms(data, feats, scale, ws.classes, ws.cfg.svm, progress).save(out)
+    return [out]
+
+
+def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
+    return _svms(ws, "pool5", progress)
 
 
 def stage_svm(ws: Workspace, progress: bool) -> list[Path]:
-    from .finetune import load_head
-    from .svm import train_svms
-    return [train_svms(ws, "fc7", load_head(ws), progress)]
+    return _svms(ws, "fc7", progress)
 
 
 def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
     from .bbox_reg import train_bbox_regressors
-    return [train_bbox_regressors(ws, progress)]
+    from .window_features import WindowFeatures, feature_scale
+    data = training_windows(ws, ws.conv_tuned)
+    feats = WindowFeatures(ws.pooler(), "pool5")
+    scale = feature_scale(ws, feats, data.split, data.inputs, progress, ws.conv_tuned)
+    out = ws.layout.bbox_reg
+    train_bbox_regressors(data, feats, scale, ws.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress).save(out)
+    return [out]
 
 
 def stage_test(ws: Workspace, progress: bool) -> list[Path]:

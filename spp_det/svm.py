@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.svm import LinearSVC
@@ -31,8 +31,7 @@ from tqdm import tqdm
 from .boxes import box_iou, nms
 from .config import SvmConfig
 from .linear import LinearModels
-from .window_features import WindowFeatures, feature_scale, windows_of
-from .workspace import Workspace
+from .window_features import TrainingWindows, WindowFeatures
 
 log = logging.getLogger(__name__)
 
@@ -114,46 +113,39 @@ class HardNegativeMiner:
                 self.retrain(c)
 
 
-def train_svms(ws: Workspace, kind: str, head=None, progress: bool = True) -> Path:
-    """Train all class SVMs on ``kind`` features ("fc7" or "pool5"); returns the model path."""
-    cfg, scfg = ws.cfg, ws.cfg.svm
-    split = cfg.dataset.train_split
-    records = ws.dataset(split).records
-    tuned = kind == "fc7" and ws.conv_tuned  # the no-fine-tuning baseline always pools the ImageNet trunk's maps
-    cache = ws.window_inputs(tuned)
-    feats = WindowFeatures(ws.pooler(), kind, head, ws.device, cfg.features.batch_windows)
-    scale = feature_scale(ws, feats, split, cache, progress, tuned)
-    C = len(ws.classes)
+def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
+               cfg: SvmConfig, progress: bool = True) -> LinearModels:
+    """One SVM per class on ``feats`` (scaled by ``scale``) of ``data``'s windows: GT boxes of the class
+    as positives, R-CNN's one-pass hard negative mining over the proposals (IoU < ``neg_overlap``
+    with every GT of the class, difficult ones included)."""
+    records, C, kind = data.records, len(classes), feats.kind
     t0 = time.perf_counter()
 
     # positives: GT boxes of each class
     pos: list[list[np.ndarray]] = [[] for _ in range(C)]
     for r in tqdm(records, desc=f"svm {kind} positives", unit="img", disable=not progress, leave=False):
-        gt, labels = r.gt_for_training(cfg.dataset.use_difficult)
+        gt, labels = r.gt_for_training(data.use_difficult)
         if len(gt):
-            x = feats(cache.load(r), gt, (r.height, r.width)) * scale
+            x = feats(data.inputs.load(r), gt, (r.height, r.width)) * scale
             for c in range(C):
                 if (labels == c).any():
                     pos[c].append(x[labels == c])
     for c in range(C):
         if not pos[c]:
-            raise ValueError(f"class {ws.classes[c]!r} has no (non-difficult) training object in split {split!r}")
-    miner = HardNegativeMiner([np.concatenate(p) for p in pos], scfg)
+            raise ValueError(f"class {classes[c]!r} has no (non-difficult) training object in split {data.split!r}")
+    miner = HardNegativeMiner([np.concatenate(p) for p in pos], cfg)
 
     for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
-        boxes, _ = windows_of(r, ws.boxes_for(r, split), cfg.dataset.use_difficult)
+        boxes, _ = data.windows(r)
         gt_all, lab_all = r.gt_for_training(True)  # negatives avoid every GT, difficult ones too
-        X = feats(cache.load(r), boxes, (r.height, r.width)) * scale
+        X = feats(data.inputs.load(r), boxes, (r.height, r.width)) * scale
         iou = box_iou(boxes, gt_all) if len(gt_all) else np.zeros((len(boxes), 0))
-        is_neg = np.stack([iou[:, lab_all == c].max(1) < scfg.neg_overlap if (lab_all == c).any()
+        is_neg = np.stack([iou[:, lab_all == c].max(1) < cfg.neg_overlap if (lab_all == c).any()
                            else np.ones(len(boxes), bool) for c in range(C)], 1)
         miner.add_image(idx, X, is_neg, boxes, last=idx == len(records) - 1)
     W, B, caches = miner.W, miner.B, miner.caches
     dt = time.perf_counter() - t0
     info = {c: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
-                "retrains": caches[i].retrains} for i, c in enumerate(ws.classes)}
+                "retrains": caches[i].retrains} for i, c in enumerate(classes)}
     log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
-    out = ws.layout.svm(kind)
-    LinearModels(W.T[:, :, None], B[:, None], scale, ws.classes, f"svm_{kind}", info).save(out)
-    return out
-
+    return LinearModels(W.T[:, :, None], B[:, None], scale, list(classes), f"svm_{kind}", info)

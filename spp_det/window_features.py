@@ -8,14 +8,15 @@ seed (R-CNN's ``rcnn_feature_stats``).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .data.voc import ImageRecord
-from .features import Conv5Cache, WindowSource
+from .features import Conv5Cache, InputSource, WindowSource
 from .head import SPPHead, batched
 from .io_utils import load_json, save_json, stable_hash, state_digest
 from .workspace import Workspace
@@ -42,6 +43,24 @@ class WindowFeatures:
         """float32 ``(N, D)`` for internal boxes ``(N, 4)`` of an image of size ``orig_hw``;
         ``maps``: the image's conv maps, one per scale (:meth:`Conv5Cache.load`)."""
         return self.from_pooled(self.pooler.pool(maps, boxes, orig_hw)).numpy()
+
+
+@dataclass
+class TrainingWindows:
+    """What the SVMs and box regressors train on: the training split's ``records``, each record's
+    proposals (``proposals(record)``: internal ``(N, 4)``), the per-image inputs features are pooled
+    from (``inputs.load(record)``: conv maps, or the image in R-CNN mode), and whether difficult
+    objects are training positives. The stage table (:mod:`spp_det.stages`) builds it from the config."""
+
+    split: str
+    records: Sequence[ImageRecord]
+    proposals: Callable[[ImageRecord], np.ndarray]
+    inputs: InputSource
+    use_difficult: bool = False
+
+    def windows(self, record: ImageRecord) -> tuple[np.ndarray, int]:
+        """GT boxes then proposals of ``record`` and the number of GT rows (:func:`windows_of`)."""
+        return windows_of(record, self.proposals(record), self.use_difficult)
 
 
 def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) -> tuple[np.ndarray, int]:
