@@ -1,4 +1,4 @@
-"""The test stage: score every test window with the trained SVMs, regress, NMS, write comp4.
+"""Test-time detection: score every window with the trained SVMs, regress, NMS; comp4 files.
 
 Variants written side by side: :data:`spp_det.variants.VARIANTS` (the rows of the paper's
 Table 9), those the trained models allow.
@@ -23,7 +23,7 @@ from .boxes import internal_to_voc
 from .config import TestConfig
 from .detect import Detections, candidates, combine, postprocess
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
-from .features import WindowSource
+from .features import InputSource, WindowSource
 from .finetune import load_head
 from .head import FastFc, SPPHead, batched, test_time_fc
 from .linear import LinearModels
@@ -140,29 +140,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def detections_dir(ws: Workspace, variant: str, split: Optional[str] = None) -> Path:
-    return ws.layout.detections(split or ws.cfg.dataset.test_split, variant)
-
-
-def run_test(ws: Workspace, progress: bool = True) -> list[str]:
-    """Detect on every test image; write comp4 files per variant; returns the variant names."""
-    split = ws.cfg.dataset.test_split
-    models = TrainedModels.from_workspace(ws)
-    cache = ws.detection_inputs()
-    base = ws.window_inputs() if ws.conv_tuned and models.svm_pool5 is not None else None
-    collected: dict[str, list[list[tuple[str, Detections]]]] = {v: [] for v in models.variants()}
+def detect_split(models: TrainedModels, records: Sequence, proposals, inputs: InputSource,
+                 base_inputs: Optional[InputSource] = None, progress: bool = True) -> dict[str, list[tuple[str, Detections]]]:
+    """Detect on every record: ``{variant: [(image_id, detections), ...]}``. ``proposals(record)``: its
+    windows (internal ``(N, 4)``); ``inputs``: what the detector pools from; ``base_inputs``: the
+    ImageNet trunk's maps for the ``pool5`` variant when conv fine-tuning changed ``inputs``."""
+    collected: dict[str, list[tuple[str, Detections]]] = {v: [] for v in models.variants()}
     t0 = time.perf_counter()
-    records = ws.dataset(split).records
     for r in tqdm(records, desc="test", unit="img", disable=not progress):
-        res = models.detect(cache.load(r), ws.boxes_for(r, split), (r.height, r.width),
-                            base_maps=base.load(r) if base is not None else None)
+        res = models.detect(inputs.load(r), proposals(r), (r.height, r.width),
+                            base_maps=base_inputs.load(r) if base_inputs is not None else None)
         for v, d in res.items():
             collected[v].append((r.image_id, d))
     dt = time.perf_counter() - t0
     log.info("test: %d images in %.1f s (%.3f s/img, conv5 from cache)", len(records), dt, dt / max(1, len(records)))
-    for v, per_image in collected.items():
-        write_detections(detections_dir(ws, v), split, ws.classes, per_image)
-    return list(collected)
+    return collected
 
 
 def write_detections(out_dir: Path, split: str, classes: Sequence[str],

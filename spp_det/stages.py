@@ -196,8 +196,15 @@ def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
 
 
 def stage_test(ws: Workspace, progress: bool) -> list[Path]:
-    from .inference import detections_dir, run_test
-    return [detections_dir(ws, v) for v in run_test(ws, progress)]
+    from .inference import TrainedModels, detect_split, write_detections
+    split = ws.cfg.dataset.test_split
+    models = TrainedModels.from_workspace(ws)
+    base = ws.window_inputs() if ws.conv_tuned and models.svm_pool5 is not None else None
+    found = detect_split(models, ws.dataset(split).records, lambda r: ws.boxes_for(r, split), ws.detection_inputs(),
+                         base, progress)
+    for v, per_image in found.items():
+        write_detections(ws.layout.detections(split, v), split, ws.classes, per_image)
+    return [ws.layout.detections(split, v) for v in found]
 
 
 
