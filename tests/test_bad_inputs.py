@@ -110,8 +110,8 @@ def test_a_full_or_read_only_disk_is_one_line_naming_the_path(capsys):
     assert err == "error: /runs/w/conv5/x.npy: No space left on device\n"
 
 
-def test_sigterm_keeps_the_finished_proposals_like_ctrl_c(data, tmp_path):
-    cfg = write_config(tmp_path, data, proposals={"workers": 2, "base_k": 50, "inc_k": 50, "max_boxes": 2000})
+def _start_and_kill(cfg: Path, sig: int) -> tuple[int, str, list[int]]:
+    """Run the proposals tool, send ``sig`` once 3 images are done; (exit code, stderr, its workers)."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "compute_proposals.py"), "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err, some_done = [], threading.Event()
@@ -126,20 +126,38 @@ def test_sigterm_keeps_the_finished_proposals_like_ctrl_c(data, tmp_path):
     assert some_done.wait(180), "".join(err)
     workers = children(proc.pid)
     assert len(workers) >= 2, workers  # the pool's 2 workers (and the resource tracker of the spawn context)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 143, "".join(err)
+    proc.send_signal(sig)
+    code = proc.wait(60)
     reader.join(10)
-    text = "".join(err)
+    time.sleep(1.0)
+    return code, "".join(err), workers
+
+
+def test_sigterm_keeps_the_finished_proposals_like_ctrl_c(data, tmp_path):
+    cfg = write_config(tmp_path, data, proposals={"workers": 2, "base_k": 50, "inc_k": 50, "max_boxes": 2000})
+    code, text, workers = _start_and_kill(cfg, signal.SIGTERM)
+    assert code == 143, text
     assert "terminated: finished work is kept" in text and "Traceback" not in text and "BrokenPipe" not in text
     props = tmp_path / "work" / "proposals"
     from proposals.cache import load_proposals
     partial = load_proposals(props / "trainval.partial.npz")
     assert 3 <= len(partial) < 24 and not (props / "trainval.npz").exists()
-    time.sleep(1.0)
     assert not [w for w in workers if running(w)]  # no orphaned workers (zombies wait for init to reap them)
     p = tool("compute_proposals.py", cfg)  # resumes
     assert p.returncode == 0, p.stderr
     assert f"resuming proposals from {props / 'trainval.partial.npz'} ({len(partial)}/24 done)" in p.stderr
+
+
+def test_kill_9_leaves_no_orphaned_workers_and_a_clean_rerun(data, tmp_path):
+    cfg = write_config(tmp_path, data, proposals={"workers": 2, "base_k": 50, "inc_k": 50, "max_boxes": 2000})
+    code, text, workers = _start_and_kill(cfg, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not [w for w in workers if running(w)]
+    assert "Traceback" not in text and "BrokenPipe" not in text, text  # they died with their parent, quietly
+    assert not list((tmp_path / "work" / "proposals").glob("*.npz"))
+    p = tool("compute_proposals.py", cfg)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert (tmp_path / "work" / "proposals" / "trainval.npz").is_file()
 
 
 def _break(root: Path, case: str) -> tuple[str, str]:
