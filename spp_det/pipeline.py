@@ -27,7 +27,7 @@ def open_workdir(ws: Workspace) -> Iterator[None]:
     temporary files of writes that never finished, in the work directory and the shared caches."""
     with workdir_lock(ws.root):
         n = remove_stale_temps(ws.root, depth=3) + remove_stale_temps(ws.conv5_root, depth=1)
-        n += remove_stale_temps(ws.proposals_path("x").parent)
+        n += remove_stale_temps(ws.layout.proposals_dir)
         if n:
             log.info("removed %d temporary files left by killed runs", n)
         yield

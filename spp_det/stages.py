@@ -207,8 +207,6 @@ def stage_test(ws: Workspace, progress: bool) -> list[Path]:
     return [ws.layout.detections(split, v) for v in found]
 
 
-
-
 def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     """VOC mAP (``eval.use_07_metric``) and COCO AP/AP50/AP75 of every variant's detections."""
     from .evaluation.coco import evaluate_comp4_voc_coco
@@ -243,8 +241,6 @@ def stagewise_table(results: dict, split: str) -> str:
         lines.append(f"  {VARIANT[v].title:<40} {100 * res['mAP']:6.2f}   {100 * c.get('AP', float('nan')):7.2f} "
                      f"{100 * c.get('AP50', float('nan')):6.2f} {100 * c.get('AP75', float('nan')):6.2f}")
     return "\n".join(lines)
-
-
 
 
 # ---------------------------------------------------------------------------------------- own key parts
