@@ -60,7 +60,7 @@ from tqdm import tqdm
 from .boxes import box_iou
 from .config import Config, FinetuneConfig
 from .data.voc import ImageRecord
-from .features import Conv5Cache
+from .features import Conv5Cache, InputSource, WindowSource
 from .head import SPPHead
 from .io_utils import save_json, save_torch
 from .multiscale import random_scale_indices
@@ -106,12 +106,51 @@ def label_windows(record: ImageRecord, proposals: np.ndarray, cfg: Config) -> Im
 
 
 def build_window_db(ws: Workspace, split: str, flipped: bool) -> list[ImageWindows]:
+    """Labelled windows of every view of ``split`` (with its mirrors if ``flipped``)."""
     records = ws.dataset(split).with_flipped() if flipped else list(ws.dataset(split).records)
     db = [label_windows(r, ws.boxes_for(r, split), ws.cfg) for r in records]
     nfg = sum(len(d.fg) for d in db)
     if nfg == 0:
         raise ValueError(f"fine-tuning split {split!r} has no foreground windows (no GT objects?)")
     return db
+
+
+@dataclass
+class FinetuneJob:
+    """Everything fine-tuning uses, gathered from the config by :func:`finetune_job` (the stage table
+    calls it): the initialised ``head``; the resolved schedule ``cfg``; the labelled windows of the
+    training views (``train``) and the pooled validation sample (``val``, or None); the window source
+    and its per-image inputs; ``seed``, ``scales``, ``device``; the checkpoint ``key`` (a checkpoint
+    with another key is not resumed); where the results go; and, for conv fine-tuning, the ``tuner``
+    and the cache of its frozen start's outputs (``starts``)."""
+
+    head: SPPHead
+    cfg: FinetuneConfig
+    train: list[ImageWindows]
+    val: Optional[tuple[torch.Tensor, torch.Tensor]]
+    pooler: WindowSource
+    inputs: InputSource
+    seed: int
+    scales: list[int]
+    device: torch.device
+    key: str
+    out_dir: Path
+    head_path: Path
+    trunk_path: Path
+    tuner: Optional["ConvTuner"] = None
+    starts: Optional[Conv5Cache] = None
+
+
+def finetune_job(ws: Workspace) -> FinetuneJob:
+    """The :class:`FinetuneJob` of an experiment (no windows are labelled when fine-tuning is off)."""
+    ft = ws.finetune_cfg
+    head = build_head(ws).to(ws.device)
+    run = ft.enabled and ft.iterations != 0
+    tuner = ConvTuner(ws.backbone, ft.conv_layers).to(ws.device) if run and ws.conv_tuned else None
+    return FinetuneJob(head, ft, build_window_db(ws, ws.finetune_split, ft.use_flipped) if run else [],
+                       _val_set(ws) if run else None, ws.pooler(), ws.window_inputs(), ws.cfg.seed, ws.scales,
+                       ws.device, ws.stage_hash("finetune"), ws.layout.finetune_dir, ws.layout.head,
+                       ws.tuned_trunk_path, tuner, ws.conv_start_cache(tuner) if tuner is not None else None)
 
 
 def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
@@ -152,14 +191,12 @@ def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, see
     return batches
 
 
-def pool_selection(ws: Workspace, db: Sequence[ImageWindows], img_idx: np.ndarray, win_idx: np.ndarray,
-                   pooler=None, cache=None, scale_idx: Optional[np.ndarray] = None) -> torch.Tensor:
+def pool_selection(pooler: WindowSource, cache: InputSource, db: Sequence[ImageWindows], img_idx: np.ndarray,
+                   win_idx: np.ndarray, scale_idx: Optional[np.ndarray] = None) -> torch.Tensor:
     """Pooled features ``(K, D)`` for windows (img_idx[k], win_idx[k]) — each image's maps loaded once.
 
     ``scale_idx`` ``(K,)``: the scale each window is pooled at (else the test-time rule).
     """
-    pooler = pooler or ws.pooler()
-    cache = cache or ws.window_inputs()
     out = torch.empty((len(img_idx), pooler.dim), dtype=torch.float32)
     for i in np.unique(img_idx):
         rows = np.nonzero(img_idx == i)[0]
@@ -284,7 +321,7 @@ def _val_set(ws: Workspace) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
                 sel_i += [i] * len(pick)
                 sel_j += list(pick)
     img_idx, win_idx = np.asarray(sel_i), np.asarray(sel_j)
-    x = pool_selection(ws, db, img_idx, win_idx)
+    x = pool_selection(ws.pooler(), ws.window_inputs(), db, img_idx, win_idx)
     y = torch.from_numpy(np.array([db[i].labels[j] for i, j in zip(img_idx, win_idx)], np.int64))
     return x, y
 
@@ -298,15 +335,14 @@ def _evaluate(head: SPPHead, val: tuple[torch.Tensor, torch.Tensor], device: tor
     return {"loss": float(F.cross_entropy(logits, y)), "acc": float((logits.argmax(1) == y).float().mean())}
 
 
-def _window_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int):
+def _window_batches(job: FinetuneJob, start: int):
     """``(features (B, D), labels (B,))`` of every iteration from ``start`` on, pooled from the conv5 cache."""
-    pooler, cache, it = ws.pooler(), ws.window_inputs(), start
+    db, ft, it = job.train, job.cfg, start
     while True:
         chunk, skip = divmod(it, ft.batches_per_chunk)
-        batches = sample_chunk(db, chunk, ft, ws.cfg.seed, len(ws.scales))[skip:]
-        feats = pool_selection(ws, db, np.concatenate([b[0] for b in batches]),
-                               np.concatenate([b[1] for b in batches]), pooler, cache,
-                               np.concatenate([b[3] for b in batches]))
+        batches = sample_chunk(db, chunk, ft, job.seed, len(job.scales))[skip:]
+        feats = pool_selection(job.pooler, job.inputs, db, np.concatenate([b[0] for b in batches]),
+                               np.concatenate([b[1] for b in batches]), np.concatenate([b[3] for b in batches]))
         offset = 0
         for _, _, labels, _ in batches:
             yield feats[offset:offset + len(labels)], labels
@@ -314,19 +350,18 @@ def _window_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfi
             it += 1
 
 
-def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig, start: int, tuner: ConvTuner,
-                   starts: Conv5Cache):
+def _image_batches(job: FinetuneJob, start: int):
     """``(features, labels)`` of every iteration from ``start`` on (image-centric, conv fine-tuning);
     ``features`` is a function computing them with gradients into the tuner's tail from the cached
-    outputs of its frozen start (``starts``)."""
-    pooler, device, it = ws.pooler(), ws.device, start
+    outputs of its frozen start (``job.starts``)."""
+    db, pooler, device, tuner, starts, it = job.train, job.pooler, job.device, job.tuner, job.starts, start
     while True:
-        picked = sample_images(db, it, ft, ws.cfg.seed, len(ws.scales))
+        picked = sample_images(db, it, job.cfg, job.seed, len(job.scales))
 
         def features(picked=picked) -> torch.Tensor:
             parts = []
             for i, win, _, k in picked:
-                rec, scale = db[i].record, ws.scales[k]
+                rec, scale = db[i].record, job.scales[k]
                 fmap = tuner.tail_map(starts.load(rec, {k})[k].to(device))
                 cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
                 parts.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
@@ -336,33 +371,29 @@ def _image_batches(ws: Workspace, db: Sequence[ImageWindows], ft: FinetuneConfig
         it += 1
 
 
-def finetune(ws: Workspace, progress: bool = True) -> Path:
+def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     """Run (or resume) fine-tuning; returns the path of ``best.pt`` (the head's state dict)."""
-    cfg, ft = ws.cfg, ws.finetune_cfg
-    out_dir = ws.layout.finetune_dir
-    ckpt_path, best_path, log_path = out_dir / "ckpt.pt", ws.layout.head, out_dir / "log.json"
-    device = ws.device
-    head = build_head(ws).to(device)
+    ft, head, device, tuner = job.cfg, job.head, job.device, job.tuner
+    ckpt_path, best_path, log_path = job.out_dir / "ckpt.pt", job.head_path, job.out_dir / "log.json"
     if not ft.enabled or ft.iterations == 0:
         save_torch(head.state_dict(), best_path)
         return best_path
-    db = build_window_db(ws, ws.finetune_split, ft.use_flipped)
+    db = job.train
     num_fg = sum(len(d.fg) for d in db)
     total = run_length(ft, num_fg)
     log.info("fine-tuning (recipe %s%s) on %d image views: %d fg / %d bg windows; %d iterations = %.2f passes "
-             "over the fg windows", ft.recipe, f", last {ft.conv_layers} conv modules too" if ws.conv_tuned else "",
+             "over the fg windows", ft.recipe, f", last {ft.conv_layers} conv modules too" if tuner else "",
              len(db), num_fg, sum(len(d.bg) for d in db), total,
              total * round(ft.batch_size * ft.fg_fraction) / max(1, num_fg))
-    tuner = ConvTuner(ws.backbone, ft.conv_layers).to(device) if ws.conv_tuned else None
     named = list(head.named_parameters()) + ([(f"conv.{i}", p) for i, p in enumerate(tuner.params)] if tuner else [])
     params = [{"params": [p for _, p in named if p.dim() > 1], "weight_decay": ft.weight_decay},
               {"params": [p for _, p in named if p.dim() <= 1], "weight_decay": 0.0}]  # biases
     opt = torch.optim.SGD(params, lr=ft.base_lr, momentum=ft.momentum)
     it, history, best = 0, [], None
-    torch.manual_seed(cfg.seed + 1)  # dropout masks: reproducible whatever ran before
+    torch.manual_seed(job.seed + 1)  # dropout masks: reproducible whatever ran before
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("hash") == ws.stage_hash("finetune"):
+        if state.get("hash") == job.key:
             head.load_state_dict(state["head"])
             if tuner is not None:
                 tuner.trunk.load_state_dict(state["trunk"])
@@ -370,16 +401,14 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
             it, history, best = state["iter"], state["history"], state["best"]
             torch.set_rng_state(state["torch_rng"])
             log.info("resuming fine-tuning at iteration %d", it)
-    val = _val_set(ws)
+    val = job.val
     head.train()
     if tuner is not None:
         tuner.train()
-    if tuner is not None:
-        starts = ws.conv_start_cache(tuner)
-        starts.build([d.record for d in db], device, progress)
-        batches = _image_batches(ws, db, ft, it, tuner, starts)
+        job.starts.build([d.record for d in db], device, progress)
+        batches = _image_batches(job, it)
     else:
-        batches = _window_batches(ws, db, ft, it)
+        batches = _window_batches(job, it)
     bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     start_it = it
@@ -407,9 +436,9 @@ def finetune(ws: Workspace, progress: bool = True) -> Path:
             if val is None or best is None or entry["val_loss"] < best["val_loss"]:
                 best = entry
                 if tuner is not None:  # (no snapshot choice with conv fine-tuning: best = last)
-                    save_torch({k: v.cpu() for k, v in tuner.trunk.state_dict().items()}, ws.tuned_trunk_path)
+                    save_torch({k: v.cpu() for k, v in tuner.trunk.state_dict().items()}, job.trunk_path)
                 save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
-            save_torch({"hash": ws.stage_hash("finetune"), "head": head.state_dict(), "opt": opt.state_dict(),
+            save_torch({"hash": job.key, "head": head.state_dict(), "opt": opt.state_dict(),
                         "trunk": tuner.trunk.state_dict() if tuner else None,
                         "iter": it, "history": history, "best": best, "torch_rng": torch.get_rng_state()},
                        ckpt_path)

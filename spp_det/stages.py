@@ -135,8 +135,8 @@ def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
 
 
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
-    from .finetune import finetune
-    return [finetune(ws, progress)] + ([ws.tuned_trunk_path] if ws.conv_tuned else [])
+    from .finetune import finetune, finetune_job
+    return [finetune(finetune_job(ws), progress)] + ([ws.tuned_trunk_path] if ws.conv_tuned else [])
 
 
 def tuned_views(ws: Workspace) -> list[ImageRecord]:
