@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import run_main, setup_logging
+from spp_det.stages import manifest_info, stage_done
 
 DEFAULT_CONFIGS = ["configs/demo.yaml", "configs/family_silhouettes.yaml", "configs/family_photos.yaml"]
 SPLITS = {"dev": ("train", "val"), "test": ("trainval", "test")}
@@ -70,11 +71,11 @@ def main() -> int:
                 f = ws.layout.eval_result(test, v)
                 if f.is_file() and (v != "pool5" or not args.no_pool5):
                     res[v] = json.loads(f.read_text())["mAP"] * 100
-            res["seconds"] = {s: ws.manifest_info(s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
+            res["seconds"] = {s: manifest_info(ws, s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
             if other is not None:
                 o = Workspace(load_config(c, overrides(fam, other["name"], other.get("no_pool5", False),
                                                        other["overrides"])))
-                if not o.stage_done("test"):
+                if not stage_done(o, "test"):
                     raise ValueError(f"{o.root}: variant {other['name']} has not finished for {c}")
                 summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}",
                                           progress=not args.no_progress)

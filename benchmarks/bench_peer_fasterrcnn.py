@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import load_from_args, run_main, setup_logging
+from spp_det.stages import manifest_info, stage_done
 
 TRAIN_STAGES = ("conv5", "finetune", "svm", "bbox_reg")  # proposals are reported apart
 
@@ -34,16 +35,16 @@ def ours(cfg, time_images: int, progress: bool = True) -> dict:
     v = main_variant(cfg)
     if v is not None:
         f = ws.layout.eval_result(split, v)
-        if f.is_file() and ws.stage_done("eval"):
+        if f.is_file() and stage_done(ws, "eval"):
             ev = json.loads(f.read_text())
             res.update(variant=v, mAP=ev["mAP"], coco_AP=ev.get("coco", {}).get("AP"))
     if "mAP" not in res:
         return res
-    res["train_seconds"] = sum(ws.manifest_info(s).get("seconds") or 0.0 for s in TRAIN_STAGES)
-    res["proposal_seconds"] = ws.manifest_info("proposals").get("seconds")
-    files = [str(r.path) for r in ws.dataset(split).records[:time_images]]
-    method = timing.Method(f"SPP {len(ws.scales)}-scale", "spp", ws.scales)
-    summary, _ = timing.run_timing(files, [method], timing.models_from_workspace(ws), ws.search_params(), False,
+    res["train_seconds"] = sum(manifest_info(ws, s).get("seconds") or 0.0 for s in TRAIN_STAGES)
+    res["proposal_seconds"] = manifest_info(ws, "proposals").get("seconds")
+    files = [str(r.path) for r in ws.data.dataset(split).records[:time_images]]
+    method = timing.Method(f"SPP {len(ws.models.scales)}-scale", "spp", ws.models.scales)
+    summary, _ = timing.run_timing(files, [method], timing.models_from_workspace(ws), ws.data.search_params(), False,
                                     progress)
     s = summary[method.name]
     res["seconds_per_image"] = s["total"] + s["proposals"]

@@ -32,8 +32,8 @@ class Detector:
     def __init__(self, ws: Workspace):
         self.ws = ws
         self.models = TrainedModels.from_workspace(ws)
-        self.classes = ws.classes
-        self.backbone = ws.detection_backbone.to(ws.device)
+        self.classes = ws.data.classes
+        self.backbone = ws.models.detection_backbone.to(ws.models.device)
 
     @classmethod
     def from_workdir(cls, workdir: str | Path, device: Optional[str] = None) -> "Detector":
@@ -50,7 +50,7 @@ class Detector:
 
     def proposals(self, image_bgr: np.ndarray) -> np.ndarray:
         from proposals.selective_search import selective_search
-        return selective_search(image_bgr, self.ws.search_params())
+        return selective_search(image_bgr, self.ws.data.search_params())
 
     def detect(self, image: Union[str, Path, np.ndarray], boxes: Optional[np.ndarray] = None,
                variant: Optional[str] = None) -> Detections:
@@ -60,8 +60,8 @@ class Detector:
             raise ValueError(f"image must be BGR uint8 (H, W, 3), got {img.dtype} {img.shape}")
         windows = self.proposals(img) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
         # SPP mode: conv maps at every scale; R-CNN mode: the pooler warps windows of the image itself
-        inputs = img if self.ws.rcnn_mode else compute_conv5_pyramid(self.backbone, img, self.ws.scales,
-                                                                     self.ws.device)
+        models = self.ws.models
+        inputs = img if models.rcnn_mode else compute_conv5_pyramid(self.backbone, img, models.scales, models.device)
         res = self.models.detect(inputs, windows, img.shape[:2])
         return res[variant or self.models.main_variant]
 

@@ -42,12 +42,12 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
         raise ValueError("model combination needs at least two experiments")
     out = Path(out_dir)
     ref = workspaces[0]
-    split, classes = ref.cfg.dataset.test_split, ref.classes
-    records = ref.dataset(split).records
+    split, classes = ref.cfg.dataset.test_split, ref.data.classes
+    records = ref.data.dataset(split).records
     for ws in workspaces[1:]:
-        if ws.classes != classes:
-            raise ValueError(f"{ws.root}: classes {ws.classes} differ from {ref.root}'s {classes}")
-        ids = [r.image_id for r in ws.dataset(ws.cfg.dataset.test_split).records]
+        if ws.data.classes != classes:
+            raise ValueError(f"{ws.root}: classes {ws.data.classes} differ from {ref.root}'s {classes}")
+        ids = [r.image_id for r in ws.data.dataset(ws.cfg.dataset.test_split).records]
         if ids != [r.image_id for r in records]:
             raise ValueError(f"{ws.root}: its test split has other images than {ref.root}'s")
     names = [ws.cfg.name for ws in workspaces]
@@ -59,7 +59,7 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
         if v not in m.variants():
             raise ValueError(f"{ws.root}: has no variant {v!r} (has {m.variants()})")
     approx = [n for n, ws in zip(names, workspaces) if ws.cfg.test.bbox_reg_order == "after_nms"]
-    caches = [ws.detection_inputs() for ws in workspaces]
+    caches = [ws.models.detection_inputs() for ws in workspaces]
     cfg = ref.cfg.test
     per_model: list[list[tuple[str, Detections]]] = [[] for _ in workspaces]
     united: list[tuple[str, Detections]] = []
@@ -67,7 +67,8 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
         hw = (r.height, r.width)
         parts = []
         for k, (ws, m, cache, v) in enumerate(zip(workspaces, models, caches, chosen)):
-            cand = m.detect(cache.load(r), ws.boxes_for(r, split), hw, nms=ws.cfg.test.bbox_reg_order != "after_nms")[v]
+            cand = m.detect(cache.load(r), ws.data.boxes_for(r, split), hw,
+                            nms=ws.cfg.test.bbox_reg_order != "after_nms")[v]
             parts.append(cand)
             per_model[k].append((r.image_id, combine([cand], len(classes), cfg)))
         united.append((r.image_id, combine(parts, len(classes), cfg)))

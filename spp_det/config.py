@@ -77,7 +77,8 @@ class ProposalsConfig:
     max_boxes: int = 2000
     min_size: int = 8  # boxes narrower or shorter than this (px) are dropped
     # longer sides than this are searched downscaled to it (boxes mapped back, a log line says how many):
-    # bounds time and memory (a 6000 x 4000 photo at full size: > 15 min, 2.4 GB); VOC and COCO images
+    # bounds time and memory (a 6000 x 4000 photo at full size: > 15 min, 2.4 GB, as issue 10 reported;
+    # downscaled, tests/test_proposals.py searches it in seconds); VOC and COCO images
     # (<= 640 px) are never resized. null: always full size
     max_image_side: Optional[int] = 1000
     workers: int = 2

@@ -17,7 +17,7 @@ chunk, whatever the dataset size.  Chunk ``c`` is a slice of epoch
 resumed run sees exactly the batches an uninterrupted one would.
 
 SGD with momentum and weight decay.  The schedule comes from the resolved
-recipe (:data:`spp_det.config.FINETUNE_RECIPES`, :attr:`Workspace.finetune_cfg`):
+recipe (:data:`spp_det.config.FINETUNE_RECIPES`, :attr:`ModelFactory.finetune_cfg`):
 its length in iterations, or in ``epochs`` = passes over the foreground
 windows (``ceil(epochs * foreground windows / (batch_size * fg_fraction))``
 iterations); the learning rate rises linearly over ``warmup_iterations``, then
@@ -37,7 +37,7 @@ when there are enough, the rest background), drawn with ``rng([seed, 29, it])``
 like the image's scale; each image runs through the frozen start of the trunk,
 then the trainable last ``conv_layers`` modules (:class:`ConvTuner`; BatchNorm
 frozen; the frozen start's outputs are computed once per view and scale and
-cached like conv5 maps, :meth:`Workspace.conv_start_cache`), and its windows are
+cached like conv5 maps, :meth:`ModelFactory.conv_start_cache`), and its windows are
 pyramid-pooled with ``spp_pool(method="roipool")``, which back-propagates.  The
 fine-tuned trunk is saved as ``trunk.pt``.
 """
@@ -59,14 +59,15 @@ from tqdm import tqdm
 
 from .boxes import box_iou
 from .config import Config, FinetuneConfig
+from .data.source import DataSource
 from .data.voc import ImageRecord
 from .features import Conv5Cache, InputSource, WindowSource
 from .head import SPPHead
 from .io_utils import save_json, save_torch
+from .model_factory import ModelFactory
 from .multiscale import random_scale_indices
 from .spp import spp_pool
 from .window_features import windows_of
-from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,10 @@ def label_windows(record: ImageRecord, proposals: np.ndarray, cfg: Config) -> Im
     return ImageWindows(record, boxes[keep], labels[keep])
 
 
-def build_window_db(ws: Workspace, split: str, flipped: bool) -> list[ImageWindows]:
+def build_window_db(data: DataSource, split: str, flipped: bool, cfg: Config) -> list[ImageWindows]:
     """Labelled windows of every view of ``split`` (with its mirrors if ``flipped``)."""
-    records = ws.dataset(split).with_flipped() if flipped else list(ws.dataset(split).records)
-    db = [label_windows(r, ws.boxes_for(r, split), ws.cfg) for r in records]
+    records = data.dataset(split).with_flipped() if flipped else list(data.dataset(split).records)
+    db = [label_windows(r, data.boxes_for(r, split), cfg) for r in records]
     nfg = sum(len(d.fg) for d in db)
     if nfg == 0:
         raise ValueError(f"fine-tuning split {split!r} has no foreground windows (no GT objects?)")
@@ -139,18 +140,6 @@ class FinetuneJob:
     trunk_path: Path
     tuner: Optional["ConvTuner"] = None
     starts: Optional[Conv5Cache] = None
-
-
-def finetune_job(ws: Workspace) -> FinetuneJob:
-    """The :class:`FinetuneJob` of an experiment (no windows are labelled when fine-tuning is off)."""
-    ft = ws.finetune_cfg
-    head = build_head(ws).to(ws.device)
-    run = ft.enabled and ft.iterations != 0
-    tuner = ConvTuner(ws.backbone, ft.conv_layers).to(ws.device) if run and ws.conv_tuned else None
-    return FinetuneJob(head, ft, build_window_db(ws, ws.finetune_split, ft.use_flipped) if run else [],
-                       _val_set(ws) if run else None, ws.pooler(), ws.window_inputs(), ws.cfg.seed, ws.scales,
-                       ws.device, ws.stage_hash("finetune"), ws.layout.finetune_dir, ws.layout.head,
-                       ws.tuned_trunk_path, tuner, ws.conv_start_cache(tuner) if tuner is not None else None)
 
 
 def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
@@ -248,7 +237,8 @@ class ConvTuner:
     @torch.no_grad()
     def start_map(self, image_bgr: np.ndarray, device="cpu") -> torch.Tensor:
         """Output ``(C', H', W')`` of the frozen start for an already-resized image (what
-        :meth:`Workspace.conv_start_cache` stores; so the tuner is also that cache's "backbone")."""
+        :meth:`spp_det.model_factory.ModelFactory.conv_start_cache` stores; so the tuner is also that
+        cache's "backbone")."""
         x = self.preprocess(image_bgr).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
         return self.start(x)[0]
 
@@ -297,22 +287,26 @@ def run_length(ft: FinetuneConfig, num_fg: int) -> int:
     return max(1, math.ceil(ft.epochs * num_fg / max(1, round(ft.batch_size * ft.fg_fraction))))
 
 
-def build_head(ws: Workspace) -> SPPHead:
-    cfg = ws.cfg
-    dim = ws.pooler().dim  # may build the backbone, which draws random numbers: do it before seeding
-    torch.manual_seed(cfg.seed)
-    head = SPPHead(dim, len(ws.classes), cfg.model.fc_dim, cfg.model.dropout, cfg.finetune.fc8_std)
-    if head.init_from(ws.backbone.fc_init, cfg.model.spp_levels, ws.backbone.out_channels):
-        log.info("fc6/fc7 initialised from the pretrained %s classifier", ws.backbone.name)
+def build_head(models: ModelFactory, num_classes: int, seed: int) -> SPPHead:
+    """fc6/fc7/fc8 for ``num_classes`` object classes on ``models``' window features, seeded with ``seed``
+    (fc6/fc7 from the backbone's pretrained classifier where it has one)."""
+    m, bb = models.model_cfg, models.backbone
+    dim = models.pooler().dim  # may build the backbone, which draws random numbers: do it before seeding
+    torch.manual_seed(seed)
+    head = SPPHead(dim, num_classes, m.fc_dim, m.dropout, models.finetune_raw.fc8_std)
+    if head.init_from(bb.fc_init, m.spp_levels, bb.out_channels):
+        log.info("fc6/fc7 initialised from the pretrained %s classifier", bb.name)
     return head
 
 
-def _val_set(ws: Workspace) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    ft = ws.cfg.finetune
+def validation_set(data: DataSource, models: ModelFactory, cfg: Config) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """Pooled features ``(K, dim)`` and labels ``(K,)`` of a seeded sample of ``finetune.val_split``'s windows
+    (8 fg + 24 bg per image of its first ``val_images``), or None without a val split."""
+    ft = cfg.finetune
     if not ft.val_split:
         return None
-    db = build_window_db(ws, ft.val_split, flipped=False)[: ft.val_images]
-    rng = np.random.default_rng([ws.cfg.seed, 13])
+    db = build_window_db(data, ft.val_split, False, cfg)[: ft.val_images]
+    rng = np.random.default_rng([cfg.seed, 13])
     sel_i, sel_j = [], []
     for i, d in enumerate(db):
         for pool, k in ((d.fg, 8), (d.bg, 24)):
@@ -321,7 +315,7 @@ def _val_set(ws: Workspace) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
                 sel_i += [i] * len(pick)
                 sel_j += list(pick)
     img_idx, win_idx = np.asarray(sel_i), np.asarray(sel_j)
-    x = pool_selection(ws.pooler(), ws.window_inputs(), db, img_idx, win_idx)
+    x = pool_selection(models.pooler(), models.window_inputs(), db, img_idx, win_idx)
     y = torch.from_numpy(np.array([db[i].labels[j] for i, j in zip(img_idx, win_idx)], np.int64))
     return x, y
 
@@ -451,7 +445,8 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     return best_path
 
 
-def load_head(ws: Workspace, path: Optional[Path] = None) -> SPPHead:
-    head = build_head(ws)
-    head.load_state_dict(torch.load(path or ws.layout.head, map_location="cpu", weights_only=True))
+def load_head(models: ModelFactory, num_classes: int, seed: int, path: Path) -> SPPHead:
+    """The fine-tuned head saved at ``path`` (``<workdir>/finetune/best.pt``), in eval mode."""
+    head = build_head(models, num_classes, seed)
+    head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return head.eval()

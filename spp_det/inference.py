@@ -24,7 +24,6 @@ from .config import TestConfig
 from .detect import Detections, candidates, combine, postprocess
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
 from .features import InputSource, WindowSource
-from .finetune import load_head
 from .head import FastFc, SPPHead, batched, test_time_fc
 from .linear import LinearModels
 from .variants import VARIANT, VARIANTS
@@ -49,14 +48,15 @@ class TrainedModels:
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> "TrainedModels":
+        from .stages import fine_tuned_head
         c = ws.cfg
         pool5, reg = ws.layout.svm("pool5"), ws.layout.bbox_reg
-        head = test_time_fc(load_head(ws), c.test.fc_svd, c.test.fc_dtype).to(ws.device)
-        return cls(pooler=ws.pooler(), head=head, svm_fc7=LinearModels.load(ws.layout.svm("fc7")),
-                   test_cfg=c.test, num_classes=len(ws.classes),
+        head = test_time_fc(fine_tuned_head(ws), c.test.fc_svd, c.test.fc_dtype).to(ws.models.device)
+        return cls(pooler=ws.models.pooler(), head=head, svm_fc7=LinearModels.load(ws.layout.svm("fc7")),
+                   test_cfg=c.test, num_classes=len(ws.data.classes),
                    svm_pool5=LinearModels.load(pool5) if c.svm.pool5_baseline and pool5.is_file() else None,
                    bbox_reg=LinearModels.load(reg) if c.bbox_reg.enabled and reg.is_file() else None,
-                   device=ws.device, batch=c.features.batch_windows)
+                   device=ws.models.device, batch=c.features.batch_windows)
 
     @property
     def main_variant(self) -> str:

@@ -187,6 +187,20 @@ def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 prefix
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """:func:`file_sha256` of a file (16 hex digits), read once per process: memoised on
+    ``(path, size, mtime_ns)``, so a rewritten file is read again. Raises ``OSError``."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(p)
+    return _DIGESTS[key]
+
+
 def state_digest(state: Mapping[str, Any], length: int = 16) -> str:
     """sha256 prefix of a state dict's names, dtypes, shapes and values (a model's weights, by content)."""
     h = hashlib.sha256()

@@ -184,21 +184,22 @@ def run_peer(cfg: Config, peer: PeerConfig, out_dir: str | Path, progress: bool 
 
     out = Path(out_dir)
     ws = Workspace(cfg)
-    train = ws.dataset(cfg.dataset.train_split).records
-    test = ws.dataset(cfg.dataset.test_split).records
-    data = {"images": ws.images_key(cfg.dataset.train_split), "annotations": ws.annotations_key(cfg.dataset.train_split)}
+    train = ws.data.dataset(cfg.dataset.train_split).records
+    test = ws.data.dataset(cfg.dataset.test_split).records
+    train_split = cfg.dataset.train_split
+    data = {"images": ws.data.images_key(train_split), "annotations": ws.data.annotations_key(train_split)}
     key = stable_hash({"peer": asdict(peer), "data": data,
-                       "backbone": cfg.backbone.name, "weights": ws.weights_id(), "scale": cfg.model.scales[0]})
+                       "backbone": cfg.backbone.name, "weights": ws.models.weights_key(), "scale": cfg.model.scales[0]})
     torch.manual_seed(peer.seed)
-    model = build_peer(cfg, peer).to(ws.device)
+    model = build_peer(cfg, peer).to(ws.models.device)
     trained = train_peer(model, train, peer, out, key, progress)
     per_image, sec = detect_peer(model, test, progress)
     split = cfg.dataset.test_split
-    write_detections(out / "detections", split, ws.classes, per_image)
-    res, _ = evaluate_comp4_voc_coco(out / "detections", test, ws.classes, split, cfg.eval.use_07_metric)
+    write_detections(out / "detections", split, ws.data.classes, per_image)
+    res, _ = evaluate_comp4_voc_coco(out / "detections", test, ws.data.classes, split, cfg.eval.use_07_metric)
     summary = {"mAP": res["mAP"], "ap": res["ap"], "coco": res["coco"], "train_seconds": trained["seconds"],
                "iterations": trained["iterations"], "test_seconds_per_image": sec, "history": trained["history"],
                "peer": asdict(peer), "train_images": len(train), "test_images": len(test),
-               "dataset": cfg.dataset.root, "splits": [cfg.dataset.train_split, split], "device": str(ws.device)}
+               "dataset": cfg.dataset.root, "splits": [cfg.dataset.train_split, split], "device": str(ws.models.device)}
     save_json(summary, out / "summary.json")
     return summary

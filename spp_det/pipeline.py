@@ -26,8 +26,10 @@ def open_workdir(ws: Workspace) -> Iterator[None]:
     """Hold the work directory's lock (one run at a time) and clear what killed runs left there:
     temporary files of writes that never finished, in the work directory and the shared caches."""
     with workdir_lock(ws.root):
-        n = remove_stale_temps(ws.root, depth=3) + remove_stale_temps(ws.conv5_root, depth=1)
-        n += remove_stale_temps(ws.layout.proposals_dir)
+        n = remove_stale_temps(ws.root, depth=3)  # reaches <root>/conv5/<cache dir>/ and <root>/proposals/
+        for shared, depth in ((ws.layout.conv5_root, 1), (ws.layout.proposals_dir, 0)):
+            if not shared.resolve().is_relative_to(ws.root.resolve()):  # a shared cache elsewhere
+                n += remove_stale_temps(shared, depth)
         if n:
             log.info("removed %d temporary files left by killed runs", n)
         yield

@@ -150,7 +150,7 @@ class RCNNPooler:
 
 
 class ImageInputs:
-    """Stands for :class:`spp_det.features.Conv5Cache` in R-CNN mode (``Workspace.window_inputs``):
+    """Stands for :class:`spp_det.features.Conv5Cache` in R-CNN mode (``ModelFactory.window_inputs``):
     ``load`` gives the image, which :class:`RCNNPooler` takes where the SPP pooler takes conv maps."""
 
     def load(self, record) -> np.ndarray:

@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .data.voc import ImageRecord
-from .io_utils import load_json, save_json, save_text, stable_hash
+from .io_utils import load_json, save_json, save_text, stable_hash, state_digest
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
 
 if TYPE_CHECKING:
-    from .window_features import TrainingWindows
+    from .finetune import FinetuneJob
+    from .head import SPPHead
+    from .window_features import TrainingWindows, WindowFeatures
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,12 @@ def stage_dataset(ws: Workspace, progress: bool) -> list[Path]:
 
         from .data.synthetic import make_synthetic_voc
         make_synthetic_voc(ws.cfg.dataset.root, gen.seed, gen.num_trainval, gen.num_test, gen.min_side,
-                           gen.max_side, progress=tqdm if progress else None, classes=ws.classes, family=gen.family)
+                           gen.max_side, progress=tqdm if progress else None, classes=ws.data.classes,
+                           family=gen.family)
     for split in ws.proposal_splits():
-        ds = ws.dataset(split)
+        ds = ws.data.dataset(split)
         log.info("dataset %s/%s: %d images, objects per class %s", ws.cfg.dataset.root, split, len(ds),
-                 dict(zip(ws.classes, ds.num_objects().tolist())))
+                 dict(zip(ws.data.classes, ds.num_objects().tolist())))
     return []
 
 
@@ -68,11 +71,11 @@ def pretrain_folders(ws: Workspace, progress: bool) -> tuple[Path, Optional[Path
     d = ws.cfg.dataset
     bar = tqdm if progress else None
     crops = ws.layout.pretrain_dir / "crops"
-    make_classification_crops(ws.dataset(d.train_split).records, ws.classes, crops / "train", p.crops_per_object,
-                              tuple(p.crop_context), p.crop_jitter, p.seed, bar)
+    make_classification_crops(ws.data.dataset(d.train_split).records, ws.data.classes, crops / "train",
+                              p.crops_per_object, tuple(p.crop_context), p.crop_jitter, p.seed, bar)
     mid = float(sum(p.crop_context)) / 2  # one fixed crop per test object: evaluation only, never trained on
-    make_classification_crops(ws.dataset(d.test_split).records, ws.classes, crops / "val", 1, (mid, mid), 0.0,
-                              p.seed, bar)
+    make_classification_crops(ws.data.dataset(d.test_split).records, ws.data.classes, crops / "val", 1, (mid, mid),
+                              0.0, p.seed, bar)
     return crops / "train", crops / "val"
 
 
@@ -82,7 +85,7 @@ def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
     res = pretrain(train_dir, val_dir, ws.layout.pretrain_dir, ws.cfg.pretrain, ws.cfg.backbone.name,
                    ws.cfg.model.spp_levels, progress, data_key=stable_hash(_pretrain_training_data(ws)))
     print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
-    return [ws.pretrained_path, ws.layout.pretrain_dir / "eval.json"]
+    return [ws.layout.pretrained_model, ws.layout.pretrain_dir / "eval.json"]
 
 
 def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
@@ -92,8 +95,8 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
     p = ws.cfg.proposals
     outs = []
     for split in ws.proposal_splits():
-        out = ws.proposals_path(split)
-        records = ws.dataset(split).records
+        out = ws.data.proposals_path(split)
+        records = ws.data.dataset(split).records
         if p.method == "mat":
             if split not in p.mat_files:
                 raise ValueError(f"proposals.method is 'mat' but proposals.mat_files has no entry for {split!r}")
@@ -103,11 +106,11 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
                 raise ValueError(f"{p.mat_files[split]}: no boxes for {len(missing)} images of {split!r}, "
                                  f"e.g. {missing[:3]}")
             save_proposals(out, {r.image_id: boxes[r.image_id] for r in records},
-                           {"hash": ws.proposals_hash(split), "source": p.mat_files[split]})
+                           {"hash": ws.data.proposals_key(split), "source": p.mat_files[split]})
         elif p.method == "selective_search":
             compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out,
-                              ws.search_params(),
-                              ws.proposals_hash(split), p.workers, progress=progress)
+                              ws.data.search_params(),
+                              ws.data.proposals_key(split), p.workers, progress=progress)
         else:
             raise ValueError(f"unknown proposals.method {p.method!r} (use 'selective_search' or 'mat')")
         outs.append(out)
@@ -118,7 +121,7 @@ def conv5_views(ws: Workspace) -> list[ImageRecord]:
     """The image views the conv5 stage caches: every proposal split, plus the flips of the fine-tuning split."""
     records = {}
     for split in ws.proposal_splits():
-        ds = ws.dataset(split)
+        ds = ws.data.dataset(split)
         for r in (ds.with_flipped() if split == ws.finetune_split and conv5_flips(ws) else ds.records):
             records[r.key] = r
     return list(records.values())
@@ -129,27 +132,48 @@ def conv5_flips(ws: Workspace) -> bool:
 
 
 def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
-    cache = ws.conv5_cache()
-    cache.build(conv5_views(ws), ws.device, progress)
+    cache = ws.models.conv5_cache()
+    cache.build(conv5_views(ws), ws.models.device, progress)
     return list(cache.dirs.values())
 
 
+def finetune_job(ws: Workspace) -> "FinetuneJob":
+    """What fine-tuning uses (:class:`spp_det.finetune.FinetuneJob`); no windows are labelled when it is off."""
+    from .finetune import ConvTuner, FinetuneJob, build_head, build_window_db, validation_set
+    models, ft = ws.models, ws.models.finetune_cfg
+    head = build_head(models, len(ws.data.classes), ws.cfg.seed).to(models.device)
+    run = ft.enabled and ft.iterations != 0
+    tuner = ConvTuner(models.backbone, ft.conv_layers).to(models.device) if run and models.conv_tuned else None
+    return FinetuneJob(head, ft, build_window_db(ws.data, ws.finetune_split, ft.use_flipped, ws.cfg) if run else [],
+                       validation_set(ws.data, models, ws.cfg) if run else None, models.pooler(),
+                       models.window_inputs(), ws.cfg.seed, models.scales, models.device, stage_key(ws, "finetune"),
+                       ws.layout.finetune_dir, ws.layout.head, ws.layout.tuned_trunk, tuner,
+                       models.conv_start_cache(tuner) if tuner is not None else None)
+
+
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
-    from .finetune import finetune, finetune_job
-    return [finetune(finetune_job(ws), progress)] + ([ws.tuned_trunk_path] if ws.conv_tuned else [])
+    from .finetune import finetune
+    return [finetune(finetune_job(ws), progress)] + ([ws.layout.tuned_trunk] if ws.models.conv_tuned else [])
+
+
+def fine_tuned_head(ws: Workspace) -> "SPPHead":
+    """The fine-tuned fc6/fc7/fc8 of an experiment (``<workdir>/finetune/best.pt``), in eval mode."""
+    from .finetune import load_head
+    return load_head(ws.models, len(ws.data.classes), ws.cfg.seed, ws.layout.head)
 
 
 def tuned_views(ws: Workspace) -> list[ImageRecord]:
     """The images the conv5_tuned stage caches: the train and test splits."""
     d = ws.cfg.dataset
-    return list({r.key: r for s in dict.fromkeys([d.train_split, d.test_split]) for r in ws.dataset(s).records}.values())
+    splits = dict.fromkeys([d.train_split, d.test_split])
+    return list({r.key: r for s in splits for r in ws.data.dataset(s).records}.values())
 
 
 def stage_conv5_tuned(ws: Workspace, progress: bool) -> list[Path]:
     """conv5 of the train and test images with the conv-fine-tuned trunk (what SVMs, box regression and
     test then pool from)."""
-    cache = ws.conv5_cache(tuned=True)
-    cache.build(tuned_views(ws), ws.device, progress)
+    cache = ws.models.conv5_cache(tuned=True)
+    cache.build(tuned_views(ws), ws.models.device, progress)
     return list(cache.dirs.values())
 
 
@@ -157,23 +181,33 @@ def training_windows(ws: Workspace, tuned: bool) -> "TrainingWindows":
     """The training split's windows and inputs (maps of the conv-fine-tuned trunk if ``tuned``)."""
     from .window_features import TrainingWindows
     split = ws.cfg.dataset.train_split
-    return TrainingWindows(split, ws.dataset(split).records, lambda r: ws.boxes_for(r, split),
-                           ws.window_inputs(tuned), ws.cfg.dataset.use_difficult)
+    return TrainingWindows(split, ws.data.dataset(split).records, lambda r: ws.data.boxes_for(r, split),
+                           ws.models.window_inputs(tuned), ws.cfg.dataset.use_difficult)
 
 
 def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
     """SVMs on ``kind`` features: ``pool5`` (no fine-tuning: always the ImageNet trunk's maps) or ``fc7``."""
-    from .finetune import load_head
     from .svm import train_svms
     from .window_features import WindowFeatures, feature_scale
-    tuned = kind == "fc7" and ws.conv_tuned
+    tuned = kind == "fc7" and ws.models.conv_tuned
     data = training_windows(ws, tuned)
-    feats = WindowFeatures(ws.pooler(), kind, load_head(ws) if kind == "fc7" else None, ws.device,
-                           ws.cfg.features.batch_windows)
-    scale = feature_scale(ws, feats, data.split, data.inputs, progress, tuned)
+    feats = WindowFeatures(ws.models.pooler(), kind, fine_tuned_head(ws) if kind == "fc7" else None,
+                           ws.models.device, ws.cfg.features.batch_windows)
+    scale = feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, norm_path(ws, feats, data.split, tuned), progress)
     out = ws.layout.svm(kind)
-    train_svms(data, feats, scale, ws.classes, ws.cfg.svm, progress).save(out)
+    train_svms(data, feats, scale, ws.data.classes, ws.cfg.svm, progress).save(out)
     return [out]
+
+
+def norm_path(ws: Workspace, feats: "WindowFeatures", split: str, tuned: bool) -> Path:
+    """Where :func:`spp_det.window_features.feature_scale` keeps the norm of ``feats`` on ``split``: named by
+    a hash of everything it depends on (window features of the start or, ``tuned``, the conv-fine-tuned
+    trunk; for fc7 the bytes of the head's weights it measured)."""
+    key = stable_hash({"kind": feats.kind, "pool": ws.models.pooling_key(tuned), "norm": vars(ws.cfg.norm),
+                       "seed": ws.cfg.seed, "proposals": ws.data.proposals_key(split),
+                       "annotations": ws.data.annotations_key(split), "use_difficult": ws.cfg.dataset.use_difficult,
+                       "head": state_digest(feats.head.state_dict()) if feats.kind == "fc7" else None})
+    return ws.layout.norm(feats.kind, key)
 
 
 def stage_svm_pool5(ws: Workspace, progress: bool) -> list[Path]:
@@ -187,11 +221,12 @@ def stage_svm(ws: Workspace, progress: bool) -> list[Path]:
 def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
     from .bbox_reg import train_bbox_regressors
     from .window_features import WindowFeatures, feature_scale
-    data = training_windows(ws, ws.conv_tuned)
-    feats = WindowFeatures(ws.pooler(), "pool5")
-    scale = feature_scale(ws, feats, data.split, data.inputs, progress, ws.conv_tuned)
+    data = training_windows(ws, ws.models.conv_tuned)
+    feats = WindowFeatures(ws.models.pooler(), "pool5")
+    scale = feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, norm_path(ws, feats, data.split, ws.models.conv_tuned),
+                          progress)
     out = ws.layout.bbox_reg
-    train_bbox_regressors(data, feats, scale, ws.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress).save(out)
+    train_bbox_regressors(data, feats, scale, ws.data.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress).save(out)
     return [out]
 
 
@@ -199,11 +234,11 @@ def stage_test(ws: Workspace, progress: bool) -> list[Path]:
     from .inference import TrainedModels, detect_split, write_detections
     split = ws.cfg.dataset.test_split
     models = TrainedModels.from_workspace(ws)
-    base = ws.window_inputs() if ws.conv_tuned and models.svm_pool5 is not None else None
-    found = detect_split(models, ws.dataset(split).records, lambda r: ws.boxes_for(r, split), ws.detection_inputs(),
-                         base, progress)
+    base = ws.models.window_inputs() if ws.models.conv_tuned and models.svm_pool5 is not None else None
+    found = detect_split(models, ws.data.dataset(split).records, lambda r: ws.data.boxes_for(r, split),
+                         ws.models.detection_inputs(), base, progress)
     for v, per_image in found.items():
-        write_detections(ws.layout.detections(split, v), split, ws.classes, per_image)
+        write_detections(ws.layout.detections(split, v), split, ws.data.classes, per_image)
     return [ws.layout.detections(split, v) for v in found]
 
 
@@ -212,12 +247,12 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     from .evaluation.coco import evaluate_comp4_voc_coco
     from .evaluation.voc import format_ap_table
     split = ws.cfg.dataset.test_split
-    records = ws.dataset(split).records
+    records = ws.data.dataset(split).records
     variants = [v.name for v in VARIANTS if v.used(ws.cfg) and ws.layout.detections(split, v.name).is_dir()]
     results, outs = {}, []
     for v in variants:
         vdir = ws.layout.detections(split, v)
-        res, coco_res = evaluate_comp4_voc_coco(vdir, records, ws.classes, split, ws.cfg.eval.use_07_metric)
+        res, coco_res = evaluate_comp4_voc_coco(vdir, records, ws.data.classes, split, ws.cfg.eval.use_07_metric)
         save_json(coco_res, vdir / "coco_results.json")
         results[v] = res
         out = ws.layout.eval_result(split, v)
@@ -245,12 +280,12 @@ def stagewise_table(results: dict, split: str) -> str:
 
 # ---------------------------------------------------------------------------------------- own key parts
 def _data(ws: Workspace, split: str) -> dict:
-    return {"images": ws.images_key(split), "annotations": ws.annotations_key(split)}
+    return {"images": ws.data.images_key(split), "annotations": ws.data.annotations_key(split)}
 
 
 def _training_labels(ws: Workspace, *splits: Optional[str]) -> dict:
     """Annotations of the splits a stage trains on, and whether difficult objects are used."""
-    return {"annotations": {s: ws.annotations_key(s) for s in splits if s},
+    return {"annotations": {s: ws.data.annotations_key(s) for s in splits if s},
             "use_difficult": ws.cfg.dataset.use_difficult}
 
 
@@ -271,50 +306,50 @@ def key_pretrain(ws: Workspace) -> dict:
 
 
 def key_proposals(ws: Workspace) -> dict:
-    return {f"split:{s}": ws.proposals_hash(s) for s in ws.proposal_splits()}
+    return {f"split:{s}": ws.data.proposals_key(s) for s in ws.proposal_splits()}
 
 
 def key_conv5(ws: Workspace) -> dict:
-    return {"maps": [ws.conv5_hash(s) for s in ws.scales], "flip": conv5_flips(ws),
-            **{f"split:{s}": ws.images_key(s) for s in ws.proposal_splits()}}
+    return {"maps": [ws.models.conv5_key(s) for s in ws.models.scales], "flip": conv5_flips(ws),
+            **{f"split:{s}": ws.data.images_key(s) for s in ws.proposal_splits()}}
 
 
 def key_finetune(ws: Workspace) -> dict:
     c = ws.cfg
-    return {**_training_labels(ws, ws.finetune_split, c.finetune.val_split), "pool": ws.pooling_key(),
-            "model": vars(c.model), "finetune": vars(ws.finetune_cfg), "seed": c.seed}
+    return {**_training_labels(ws, ws.finetune_split, c.finetune.val_split), "pool": ws.models.pooling_key(),
+            "model": vars(c.model), "finetune": vars(ws.models.finetune_cfg), "seed": c.seed}
 
 
 def key_conv5_tuned(ws: Workspace) -> dict:
     d = ws.cfg.dataset
-    return {"maps": [ws.conv5_hash(s, tuned=True) for s in ws.scales],
-            "images": {s: ws.images_key(s) for s in dict.fromkeys([d.train_split, d.test_split])}}
+    return {"maps": [ws.models.conv5_key(s, tuned=True) for s in ws.models.scales],
+            "images": {s: ws.data.images_key(s) for s in dict.fromkeys([d.train_split, d.test_split])}}
 
 
 def key_svm_pool5(ws: Workspace) -> dict:
     c = ws.cfg
-    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.pooling_key(), "svm": vars(c.svm),
+    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.models.pooling_key(), "svm": vars(c.svm),
             "norm": vars(c.norm), "seed": c.seed}
 
 
 def key_svm(ws: Workspace) -> dict:
-    return {**key_svm_pool5(ws), "pool": ws.pooling_key(ws.conv_tuned)}
+    return {**key_svm_pool5(ws), "pool": ws.models.pooling_key(ws.models.conv_tuned)}
 
 
 def key_bbox_reg(ws: Workspace) -> dict:
     c = ws.cfg
-    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.pooling_key(ws.conv_tuned),
+    return {**_training_labels(ws, c.dataset.train_split), "pool": ws.models.pooling_key(ws.models.conv_tuned),
             "bbox": vars(c.bbox_reg), "norm": vars(c.norm), "seed": c.seed}
 
 
 def key_test(ws: Workspace) -> dict:
     c = ws.cfg
-    return {"test": vars(c.test), "images": ws.images_key(c.dataset.test_split), "split": c.dataset.test_split,
-            "pool": ws.pooling_key(ws.conv_tuned)}
+    return {"test": vars(c.test), "images": ws.data.images_key(c.dataset.test_split), "split": c.dataset.test_split,
+            "pool": ws.models.pooling_key(ws.models.conv_tuned)}
 
 
 def key_eval(ws: Workspace) -> dict:
-    return {"eval": vars(ws.cfg.eval), "annotations": ws.annotations_key(ws.cfg.dataset.test_split)}
+    return {"eval": vars(ws.cfg.eval), "annotations": ws.data.annotations_key(ws.cfg.dataset.test_split)}
 
 
 # ---------------------------------------------------------------------------------------- what --force deletes
@@ -328,22 +363,23 @@ def scratch_pretrain(ws: Workspace) -> list[Path]:
 
 def scratch_proposals(ws: Workspace) -> list[Path]:
     from proposals.cache import partial_path
-    return [p for s in ws.proposal_splits() for p in (ws.proposals_path(s), partial_path(ws.proposals_path(s)))]
+    paths = [ws.data.proposals_path(s) for s in ws.proposal_splits()]
+    return paths + [partial_path(p) for p in paths]
 
 
 def scratch_conv5(ws: Workspace) -> list[Path]:
-    return _cached_maps(ws.conv5_cache(), conv5_views(ws))
+    return _cached_maps(ws.models.conv5_cache(), conv5_views(ws))
 
 
 def scratch_finetune(ws: Workspace) -> list[Path]:
     """Checkpoints, the head and trunk, and the cached outputs of the conv fine-tuning start."""
     from .features import cached_map_name
-    views = ws.dataset(ws.finetune_split).with_flipped()
-    return [ws.layout.finetune_dir] + [d / cached_map_name(r) for d in ws.conv_start_dirs() for r in views]
+    views = ws.data.dataset(ws.finetune_split).with_flipped()
+    return [ws.layout.finetune_dir] + [d / cached_map_name(r) for d in ws.models.conv_start_dirs() for r in views]
 
 
 def scratch_conv5_tuned(ws: Workspace) -> list[Path]:
-    return _cached_maps(ws.conv5_cache(tuned=True), tuned_views(ws)) if ws.tuned_trunk_path.is_file() else []
+    return _cached_maps(ws.models.conv5_cache(tuned=True), tuned_views(ws)) if ws.layout.tuned_trunk.is_file() else []
 
 
 def scratch_svm_pool5(ws: Workspace) -> list[Path]:
@@ -406,10 +442,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("dataset", stage_dataset, manifest=False),
     Stage("pretrain", stage_pretrain, (), key_pretrain, lambda ws: ws.cfg.pretrain is not None, scratch_pretrain),
     Stage("proposals", stage_proposals, (), key_proposals, _always, scratch_proposals),
-    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.rcnn_mode, scratch_conv5),
+    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5),
     Stage("finetune", stage_finetune, ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
           lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s]),
-    Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.conv_tuned,
+    Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.models.conv_tuned,
           scratch_conv5_tuned),
     Stage("svm_pool5", stage_svm_pool5, ("proposals", "conv5"), key_svm_pool5,
           lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split),

@@ -96,7 +96,8 @@ def paper_shaped_models(backbone: Backbone, num_classes: int = 20, fc_dim: int =
 
 def models_from_workspace(ws) -> Models:
     """The trained models of an experiment (its backbone, test-time fc, SVMs, box regressors)."""
-    return Models(ws.detection_backbone.to(ws.device), TrainedModels.from_workspace(ws), tuple(ws.cfg.model.spp_levels))
+    return Models(ws.models.detection_backbone.to(ws.models.device), TrainedModels.from_workspace(ws),
+                  tuple(ws.cfg.model.spp_levels))
 
 
 def calibrate_svms(models: Models, fc7: np.ndarray, pass_rate: float = 0.02) -> None:

@@ -9,6 +9,7 @@ seed (R-CNN's ``rcnn_feature_stats``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -16,10 +17,10 @@ import torch
 from tqdm import tqdm
 
 from .data.voc import ImageRecord
-from .features import Conv5Cache, InputSource, WindowSource
+from .config import NormConfig
+from .features import InputSource, WindowSource
 from .head import SPPHead, batched
-from .io_utils import load_json, save_json, stable_hash, state_digest
-from .workspace import Workspace
+from .io_utils import load_json, save_json
 
 
 class WindowFeatures:
@@ -69,35 +70,28 @@ def windows_of(record: ImageRecord, proposals: np.ndarray, use_difficult: bool) 
     return np.concatenate([gt, proposals]).astype(np.float32), len(gt)
 
 
-def feature_scale(ws: Workspace, feats: WindowFeatures, split: str, cache: Conv5Cache,
-                  progress: bool = True, tuned: bool = False) -> float:
-    """``target / mean L2 norm`` over a seeded sample of windows of ``split``; ``cache`` holds the maps
-    of the ImageNet trunk, or of the conv-fine-tuned one if ``tuned``.
-
-    Stored in ``<workdir>/norms/`` under a hash of everything it depends on (for fc7: the bytes of the
-    head's weights it measured), so stages that share a feature kind (pool5: the baseline SVMs and the
-    box regressors) measure it once.
+def feature_scale(feats: WindowFeatures, windows: TrainingWindows, norm: NormConfig, seed: int, path: Path,
+                  progress: bool = True) -> float:
+    """``norm.target / mean L2 norm`` of ``feats`` over a seeded sample of ``windows`` (``norm.images``
+    images x ``norm.boxes_per_image`` windows), read from ``path`` if it exists, else measured and saved
+    there. The caller names ``path`` by everything the number depends on (:func:`spp_det.stages.norm_path`:
+    for fc7, the bytes of the head's weights), so stages that share a feature kind (pool5: the baseline
+    SVMs and the box regressors) measure it once.
     """
-    n = ws.cfg.norm
-    key = stable_hash({"kind": feats.kind, "pool": ws.pooling_key(tuned), "norm": vars(n),
-                       "seed": ws.cfg.seed, "proposals": ws.proposals_hash(split),
-                       "annotations": ws.annotations_key(split), "use_difficult": ws.cfg.dataset.use_difficult,
-                       "head": state_digest(feats.head.state_dict()) if feats.kind == "fc7" else None})
-    path = ws.layout.norm(feats.kind, key)
     if path.is_file():
         return float(load_json(path)["scale"])
-    records = ws.dataset(split).records
-    rng = np.random.default_rng([ws.cfg.seed, 17])
-    chosen = rng.choice(len(records), size=min(n.images, len(records)), replace=False)
+    records = windows.records
+    rng = np.random.default_rng([seed, 17])
+    chosen = rng.choice(len(records), size=min(norm.images, len(records)), replace=False)
     norms = []
     for i in tqdm(chosen, desc=f"{feats.kind} norm", unit="img", disable=not progress, leave=False):
         r = records[i]
-        boxes, _ = windows_of(r, ws.boxes_for(r, split), ws.cfg.dataset.use_difficult)
-        pick = rng.choice(len(boxes), size=min(n.boxes_per_image, len(boxes)), replace=False)
-        x = feats(cache.load(r), boxes[pick], (r.height, r.width))
+        boxes, _ = windows.windows(r)
+        pick = rng.choice(len(boxes), size=min(norm.boxes_per_image, len(boxes)), replace=False)
+        x = feats(windows.inputs.load(r), boxes[pick], (r.height, r.width))
         norms.append(np.linalg.norm(x, axis=1))
     mean = float(np.concatenate(norms).mean())
     if not np.isfinite(mean) or mean <= 0:
         raise ValueError(f"mean {feats.kind} feature norm is {mean}: features are all zero (dead network?)")
-    save_json({"scale": n.target / mean, "mean_norm": mean, "windows": int(sum(len(x) for x in norms))}, path)
-    return n.target / mean
+    save_json({"scale": norm.target / mean, "mean_norm": mean, "windows": int(sum(len(x) for x in norms))}, path)
+    return norm.target / mean

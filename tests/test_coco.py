@@ -120,14 +120,14 @@ def test_workspace_reads_a_coco_config(voc, tmp_path):
     cfg = config_from_dict({"dataset": {"format": "coco", "root": str(voc / "JPEGImages"), "coco_files": files,
                                         "classes": list(CLASSES)}, "workdir": str(tmp_path / "w")})
     ws = Workspace(cfg)
-    assert [r.image_id for r in ws.dataset("test").records] == [str(i + 1) for i in range(6)]
+    assert [r.image_id for r in ws.data.dataset("test").records] == [str(i + 1) for i in range(6)]
     with pytest.raises(DatasetError, match="no json for split 'val'"):
-        ws.dataset("val")
-    before = ws.annotations_key("test"), ws.images_key("test")
+        ws.data.dataset("val")
+    before = ws.data.annotations_key("test"), ws.data.images_key("test")
     d = json.loads(Path(files["test"]).read_text())
     Path(files["test"]).write_text(json.dumps({**d, "info": {}}))  # nothing the pipeline reads
-    assert (Workspace(cfg).annotations_key("test"), Workspace(cfg).images_key("test")) == before
+    assert (Workspace(cfg).data.annotations_key("test"), Workspace(cfg).data.images_key("test")) == before
     d["annotations"][0]["bbox"][2] -= 3  # a narrower box changes the annotations' key, not the images'
     Path(files["test"]).write_text(json.dumps(d))
-    assert Workspace(cfg).annotations_key("test") != before[0]
-    assert Workspace(cfg).images_key("test") == before[1]
+    assert Workspace(cfg).data.annotations_key("test") != before[0]
+    assert Workspace(cfg).data.images_key("test") == before[1]

@@ -221,7 +221,7 @@ def test_recipe_auto_follows_pretrained_fc(tmp_path):
     from spp_det.config import config_from_dict
     from spp_det.workspace import Workspace
     lite = Workspace(config_from_dict({"backbone": {"name": "lite0", "weights": "package"}, "model": {"fc_dim": 64}}))
-    assert lite.finetune_cfg.recipe == "random_fc"
+    assert lite.models.finetune_cfg.recipe == "random_fc"
     # a ZF-5 file with fc6/fc7 of the head's shapes (what SPP pre-training writes) -> the paper's recipe
     from spp_det.models.zf5 import zf5_trunk
     state = {f"trunk.{k}": v for k, v in zf5_trunk().state_dict().items()}
@@ -230,11 +230,11 @@ def test_recipe_auto_follows_pretrained_fc(tmp_path):
     torch.save(state, tmp_path / "zf5.pt")
     zf = Workspace(config_from_dict({"backbone": {"name": "zf5", "weights": str(tmp_path / "zf5.pt")},
                                      "model": {"fc_dim": 64}}))
-    assert zf.finetune_cfg.recipe == "paper" and zf.finetune_cfg.iterations == 300000
+    assert zf.models.finetune_cfg.recipe == "paper" and zf.models.finetune_cfg.iterations == 300000
     # a pretrained fc of another width cannot initialise the head: random fc, random_fc recipe
     other = Workspace(config_from_dict({"backbone": {"name": "zf5", "weights": str(tmp_path / "zf5.pt")},
                                         "model": {"fc_dim": 128}}))
-    assert other.finetune_cfg.recipe == "random_fc"
+    assert other.models.finetune_cfg.recipe == "random_fc"
 
 
 def test_learning_rate_schedules_match_their_formulas():

@@ -96,12 +96,12 @@ def test_replacing_a_test_image_recomputes_its_proposals_and_map_only(copy, caps
     jpg = root / "JPEGImages" / f"{test_id}.jpg"
     cv2.imwrite(str(jpg), cv2.imread(str(jpg))[:, ::-1])  # same size, other pixels
     ws = Workspace(copy)
-    maps_before = set(ws.conv5_cache().dirs[224].iterdir())
+    maps_before = set(ws.models.conv5_cache().dirs[224].iterdir())
     caplog.set_level("INFO")
     run_pipeline(copy, progress=False)
     out = capsys.readouterr().out
     assert ran(out) == {"dataset", "proposals", "conv5", "test", "eval"}, out
-    new_maps = set(Workspace(copy).conv5_cache().dirs[224].iterdir()) - maps_before
+    new_maps = set(Workspace(copy).models.conv5_cache().dirs[224].iterdir()) - maps_before
     assert [p.name.split(".")[0] for p in new_maps] == [test_id]  # only the replaced image's map was computed
     assert "conv5 [224]: 1 images" in caplog.text
     assert "changed since its last run" in caplog.text
@@ -135,16 +135,20 @@ def test_force_on_a_single_stage_tool_invalidates_downstream(copy):
 
 
 def test_feature_norm_follows_the_weights_it_measured(copy):
-    from spp_det.finetune import load_head
+    from spp_det.stages import fine_tuned_head, norm_path, training_windows
     from spp_det.window_features import WindowFeatures, feature_scale
     ws = Workspace(copy)
-    head = load_head(ws)
-    feats = WindowFeatures(ws.pooler(), "fc7", head)
-    s1 = feature_scale(ws, feats, "trainval", ws.conv5_cache(), progress=False)
+    head, windows = fine_tuned_head(ws), training_windows(ws, tuned=False)
+
+    def scale() -> float:
+        feats = WindowFeatures(ws.models.pooler(), "fc7", head)
+        path = norm_path(ws, feats, windows.split, tuned=False)
+        return feature_scale(feats, windows, ws.cfg.norm, ws.cfg.seed, path, progress=False)
+    s1 = scale()
     n1 = sorted((ws.root / "norms").glob("fc7_*.json"))
     with torch.no_grad():
         head.fc7.weight.mul_(2.0)
-    s2 = feature_scale(ws, WindowFeatures(ws.pooler(), "fc7", head), "trainval", ws.conv5_cache(), progress=False)
+    s2 = scale()
     assert len(sorted((ws.root / "norms").glob("fc7_*.json"))) == len(n1) + 1
     assert s2 != pytest.approx(s1)
 

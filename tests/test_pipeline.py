@@ -13,6 +13,7 @@ from spp_det.config import config_from_dict
 from spp_det.data.images import resize_short_side
 from spp_det.data.synthetic import CLASSES
 from spp_det.pipeline import run_pipeline, run_stage
+from spp_det.stages import stage_done, stage_key
 from spp_det.workspace import Workspace
 from helpers import tiny_config
 
@@ -40,10 +41,10 @@ def test_all_outputs_and_metrics(trained):
     assert float(box[0]) >= 1.0  # 1-based in the files
     table = (ws.root / "eval" / "stagewise_test.txt").read_text()
     assert "no fine-tuning" in table and "bbox regression" in table
-    cache = ws.conv5_cache()
+    cache = ws.models.conv5_cache()
     # flipped views were cached for fine-tuning; maps are fp16
     cdir = cache.dirs[224]
-    assert any(p.name.startswith(f"{r.image_id}_flip.") for p in cdir.iterdir() for r in ws.dataset("trainval"))
+    assert any(p.name.startswith(f"{r.image_id}_flip.") for p in cdir.iterdir() for r in ws.data.dataset("trainval"))
     assert np.load(next(cdir.glob("*.npy"))).dtype == np.float16
     # the pool5 scale is measured once and shared by the baseline SVMs and the box regressors
     assert sorted(p.name.split("_")[0] for p in (ws.root / "norms").glob("*.json")) == ["fc7", "pool5"]
@@ -62,13 +63,13 @@ def test_changed_config_reruns_only_dependent_stages(trained, capsys):
     cfg2 = config_from_dict({**cfg.to_dict(), "svm": {**cfg.to_dict()["svm"], "C": 0.01}})
     ws2 = Workspace(cfg2)
     for s in ("conv5", "finetune", "bbox_reg"):
-        assert ws2.stage_done(s), s
+        assert stage_done(ws2, s), s
     for s in ("svm", "svm_pool5", "test", "eval"):
-        assert not ws2.stage_done(s), s
+        assert not stage_done(ws2, s), s
     # a new scale gets a new conv5 cache directory: maps from another config are never read
     cfg3 = config_from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "scales": [256]}})
-    assert Workspace(cfg3).conv5_cache().dirs[256] != ws.conv5_cache().dirs[224]
-    assert not Workspace(cfg3).stage_done("conv5")
+    assert Workspace(cfg3).models.conv5_cache().dirs[256] != ws.models.conv5_cache().dirs[224]
+    assert not stage_done(Workspace(cfg3), "conv5")
 
 
 def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
@@ -100,16 +101,17 @@ def test_python_api_detects_on_a_test_image(trained, tmp_path):
     tmp, cfg, ws = trained
     from spp_det.api import Detector, draw_detections
     det = Detector.from_workdir(ws.root)
-    rec = ws.dataset("test").records[0]
+    rec = ws.data.dataset("test").records[0]
     d = det.detect(str(rec.path))
     assert d.boxes.shape[1] == 4 and len(d.boxes) == len(d.scores) == len(d.labels)
     assert (d.boxes[:, 0] >= 0).all() and (d.boxes[:, 2] <= rec.width - 1).all()
     assert set(np.unique(d.labels)) <= set(range(len(CLASSES)))
     # the same windows through the API and through the test stage give the same scores
-    boxes = ws.proposals("test")[rec.image_id]
+    boxes = ws.data.proposals("test")[rec.image_id]
     via_api = det.detect(rec.load(), boxes=boxes, variant="fc7")
     from spp_det.inference import TrainedModels
-    cached = TrainedModels.from_workspace(ws).detect(ws.conv5_cache().load(rec), boxes, (rec.height, rec.width))["fc7"]
+    maps = ws.models.conv5_cache().load(rec)
+    cached = TrainedModels.from_workspace(ws).detect(maps, boxes, (rec.height, rec.width))["fc7"]
     np.testing.assert_allclose(np.sort(via_api.scores), np.sort(cached.scores), atol=0.02)  # fp16 cache
     assert draw_detections(rec.load(), d, det.classes).shape == (rec.height, rec.width, 3)
 
@@ -118,7 +120,7 @@ def test_demo_tool_writes_images(trained, tmp_path):
     tmp, cfg, ws = trained
     imgs = tmp_path / "imgs"
     imgs.mkdir()
-    for r in ws.dataset("test").records[:2]:
+    for r in ws.data.dataset("test").records[:2]:
         shutil.copy(r.path, imgs / r.path.name)
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), "--workdir", str(ws.root),
@@ -152,22 +154,22 @@ def test_two_scale_pipeline_shares_caches_and_pools_at_both_scales(trained):
     d = cfg.to_dict()
     d["workdir"] = str(tmp / "work_2scale")
     d["model"] = {**d["model"], "scales": [224, 288]}
-    d["features"] = {**d["features"], "conv5_root": str(ws.conv5_root)}
+    d["features"] = {**d["features"], "conv5_root": str(ws.layout.conv5_root)}
     d["proposals"] = {**d["proposals"], "cache_dir": str(ws.root / "proposals")}
     d["finetune"] = {**d["finetune"], "iterations": 10, "lr_steps": []}
-    before = {p.name: p.stat().st_mtime_ns for p in ws.conv5_cache().dirs[224].iterdir()}
+    before = {p.name: p.stat().st_mtime_ns for p in ws.models.conv5_cache().dirs[224].iterdir()}
     props_before = (ws.root / "proposals" / "test.npz").stat().st_mtime_ns
     ws2 = run_pipeline(config_from_dict(d), progress=False)
-    cache = ws2.conv5_cache()
-    assert cache.dirs[224] == ws.conv5_cache().dirs[224]
+    cache = ws2.models.conv5_cache()
+    assert cache.dirs[224] == ws.models.conv5_cache().dirs[224]
     # the 224 maps and the proposals of the 1-scale run were read, not recomputed
     assert {p.name: p.stat().st_mtime_ns for p in cache.dirs[224].iterdir()} == before
     assert (ws.root / "proposals" / "test.npz").stat().st_mtime_ns == props_before
     assert sorted(p.name for p in cache.dirs[288].glob("*.npy")) == sorted(before)
     res = json.loads((ws2.root / "eval" / "test_fc7_bbox.json").read_text())
     assert 0.0 <= res["mAP"] <= 1.0
-    rec = ws2.dataset("test").records[0]
-    idx = ws2.pooler().scale_indices(ws2.boxes_for(rec, "test"), (rec.height, rec.width))
+    rec = ws2.data.dataset("test").records[0]
+    idx = ws2.models.pooler().scale_indices(ws2.data.boxes_for(rec, "test"), (rec.height, rec.width))
     assert set(idx.tolist()) == {0, 1}  # test windows are pooled from both maps
 
     # model combination: each model's own numbers equal its test stage's; the union keeps no duplicates
@@ -210,14 +212,15 @@ def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):
     run_stage(ws2, "pretrain", progress=False)
     res = json.loads((ws2.root / "pretrain" / "eval.json").read_text())["results"]
     assert res["multiview"]["views_per_image"] == 2 + 2 * 3 + 2 * 9 and res["center"]["images"] == 6
-    state = torch.load(ws2.pretrained_path)
-    torch.testing.assert_close(ws2.backbone.trunk[0].weight, state["trunk.0.weight"])
+    state = torch.load(ws2.layout.pretrained_model)
+    torch.testing.assert_close(ws2.models.backbone.trunk[0].weight, state["trunk.0.weight"])
     from spp_det.finetune import build_head
-    torch.testing.assert_close(build_head(ws2).fc6.weight, state["fc6.weight"])  # fc6/fc7 start pre-trained
-    h = ws2.conv5_hash(224)
+    head = build_head(ws2.models, len(ws2.data.classes), seed=0)
+    torch.testing.assert_close(head.fc6.weight, state["fc6.weight"])  # fc6/fc7 start pre-trained
+    h = ws2.models.conv5_key(224)
     state["trunk.0.weight"] += 1.0  # other weights -> other conv5 cache
-    torch.save(state, ws2.pretrained_path)
-    assert Workspace(config_from_dict(d)).conv5_hash(224) != h
+    torch.save(state, ws2.layout.pretrained_model)
+    assert Workspace(config_from_dict(d)).models.conv5_key(224) != h
     bad = {**d, "model": {**d["model"], "fc_dim": 32}}
     with pytest.raises(ValueError, match="pretrain.fc_dim"):
         config_from_dict(bad)
@@ -246,13 +249,13 @@ def test_rcnn_mode_runs_every_stage_on_warped_windows(trained):
     d["svm"] = {**d["svm"], "pool5_baseline": False}
     ws_r = run_pipeline(config_from_dict(d), progress=False)
     assert not (ws_r.root / "conv5").exists()
-    assert ws_r.stage_hash("svm") != ws.stage_hash("svm")
+    assert stage_key(ws_r, "svm") != stage_key(ws, "svm")
     res = json.loads((ws_r.root / "eval" / "test_fc7_bbox.json").read_text())
     assert 0.0 <= res["mAP"] <= 1.0
     models = TrainedModels.from_workspace(ws_r)
-    assert isinstance(models.pooler, RCNNPooler) and models.pooler.dim == ws.pooler().dim
-    rec = ws_r.dataset("test").records[0]
-    boxes = ws_r.boxes_for(rec, "test")[:40]
+    assert isinstance(models.pooler, RCNNPooler) and models.pooler.dim == ws.models.pooler().dim
+    rec = ws_r.data.dataset("test").records[0]
+    boxes = ws_r.data.boxes_for(rec, "test")[:40]
     dets = models.detect(rec.load(), boxes, (rec.height, rec.width))["fc7"]
     feats = models.head.fc7_features(models.pooler.pool(rec.load(), boxes, (rec.height, rec.width)))
     svm = models.svm_fc7  # the formula of spp_det/linear.py, written out
@@ -267,26 +270,26 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     tmp, cfg, ws = trained
     d = cfg.to_dict()
     d["workdir"] = str(tmp / "work_conv")
-    d["features"] = {**d["features"], "conv5_root": str(ws.conv5_root)}
+    d["features"] = {**d["features"], "conv5_root": str(ws.layout.conv5_root)}
     d["proposals"] = {**d["proposals"], "cache_dir": str(ws.root / "proposals")}
     d["finetune"] = {**d["finetune"], "iterations": 6, "lr_steps": [], "snapshot_every": 3, "conv_layers": 2,
                      "batch_size": 16}
     ws2 = run_pipeline(config_from_dict(d), progress=False)
-    base = ws.backbone.trunk.state_dict()
-    tuned = torch.load(ws2.tuned_trunk_path, weights_only=True)
+    base = ws.models.backbone.trunk.state_dict()
+    tuned = torch.load(ws2.layout.tuned_trunk, weights_only=True)
     changed = {k.split(".")[0] for k in base if not torch.equal(base[k], tuned[k])}
     assert changed == {"12", "13"}  # Lite0's trunk: stem (0-2), blocks 0-10 (3-13); the last two trained
     assert not any("running_" in k or "_bn" in k for k in base if not torch.equal(base[k], tuned[k]))  # BN frozen
     # the frozen start's outputs were cached once per view beside the conv5 maps
-    starts = list(ws.conv5_root.glob("lite0_start12_s224_*"))
+    starts = list(ws.layout.conv5_root.glob("lite0_start12_s224_*"))
     assert len(starts) == 1 and any("_flip." in p.name for p in starts[0].iterdir())
     # later stages read maps of the fine-tuned trunk: another cache directory, other maps
-    t, b = ws2.conv5_cache(tuned=True), ws2.conv5_cache()
-    assert t.dirs[224] != b.dirs[224] and b.dirs[224] == ws.conv5_cache().dirs[224]
-    rec = ws2.dataset("test").records[0]
+    t, b = ws2.models.conv5_cache(tuned=True), ws2.models.conv5_cache()
+    assert t.dirs[224] != b.dirs[224] and b.dirs[224] == ws.models.conv5_cache().dirs[224]
+    rec = ws2.data.dataset("test").records[0]
     assert not torch.equal(t.load(rec)[0], b.load(rec)[0])
-    np.testing.assert_allclose(t.load(rec)[0].numpy(),
-                               ws2.detection_backbone.conv5(resize_short_side(rec.load(), 224)).numpy(), atol=0.05)
+    tuned_map = ws2.models.detection_backbone.conv5(resize_short_side(rec.load(), 224))
+    np.testing.assert_allclose(t.load(rec)[0].numpy(), tuned_map.numpy(), atol=0.05)
     # the no-fine-tuning row is the same experiment as without conv fine-tuning: identical detections
     for f in sorted((ws.root / "detections" / "test" / "pool5").glob("comp4*.txt")):
         assert (ws2.root / "detections" / "test" / "pool5" / f.name).read_text() == f.read_text()
@@ -307,6 +310,6 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
         run_stage(ws3, "finetune", progress=False)
     monkeypatch.setattr(ft, "lr_at", real)
     run_stage(ws3, "finetune", progress=False)
-    again = torch.load(ws3.tuned_trunk_path, weights_only=True)
+    again = torch.load(ws3.layout.tuned_trunk, weights_only=True)
     for k in tuned:
         torch.testing.assert_close(again[k], tuned[k], rtol=0, atol=1e-6)

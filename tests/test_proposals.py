@@ -124,7 +124,7 @@ def test_a_6000_by_4000_photo_is_searched_downscaled_by_default(synth, tmp_path,
     big = cv2.resize(small, (6000, 4000), interpolation=cv2.INTER_LINEAR)
     path = tmp_path / "big.jpg"
     cv2.imwrite(str(path), big)
-    params = Workspace(Config()).search_params()
+    params = Workspace(Config()).data.search_params()
     assert params.max_image_side == 1000
     caplog.set_level("INFO")
     t = time.perf_counter()

@@ -36,8 +36,8 @@ def test_voc_config_reads_the_devkit_layout(name, vocdevkit, tmp_path):
     assert cfg.dataset.root.endswith("VOCdevkit/VOC2007") and cfg.dataset.classes == list(VOC_CLASSES)
     ws = Workspace(cfg)
     assert ws.proposal_splits() == ["trainval", "test"]
-    assert len(ws.dataset("test")) == 10
-    assert ws.pooler().dim == ws.backbone.out_channels * 50
+    assert len(ws.data.dataset("test")) == 10
+    assert ws.models.pooler().dim == ws.models.backbone.out_channels * 50
 
 
 def test_voc07_zf5_config_runs_end_to_end(vocdevkit, tmp_path):

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from spp_det.cli import run_main, setup_logging
+from spp_det.stages import stage_done
 
 
 def main() -> int:
@@ -29,7 +30,7 @@ def main() -> int:
         from spp_det.workspace import Workspace
         wss = [Workspace(load_config(c)) for c in args.configs]
         for ws in wss:
-            if not ws.stage_done("test"):
+            if not stage_done(ws, "test"):
                 raise ValueError(f"{ws.root}: its pipeline has not finished for this config "
                                  "(run tools/run_pipeline.py --config ... first)")
         summary = run_combination(wss, args.out, args.variant, progress=not args.no_progress)

@@ -31,7 +31,7 @@ def main() -> int:
             root, classes = cfg.dataset.root, cfg.dataset.classes
             split = args.split or cfg.dataset.test_split
             from spp_det.workspace import Workspace
-            path = args.proposals or Workspace(cfg).proposals_path(split)
+            path = args.proposals or Workspace(cfg).data.proposals_path(split)
         else:
             if not (args.voc_root and args.split and args.proposals):
                 raise ValueError("give --config, or --voc-root, --split and --proposals")

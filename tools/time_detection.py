@@ -66,7 +66,7 @@ def main() -> int:
                 over.append(f"test.fc_svd=[{args.fc_svd[0]}, {args.fc_svd[1]}]")
             over.append(f"test.fc_dtype={args.fc_dtype}")
             ws = Workspace(load_config(args.config, over))
-            models, search, calibrate = timing.models_from_workspace(ws), ws.search_params(), False
+            models, search, calibrate = timing.models_from_workspace(ws), ws.data.search_params(), False
             label = f"{ws.cfg.name} ({ws.cfg.backbone.name}, trained)"
         else:
             from proposals.selective_search import SearchParams

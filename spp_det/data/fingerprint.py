@@ -27,26 +27,16 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io_utils import file_digest
 from .voc import DatasetError, ImageRecord
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 hex prefix
-
-
 def image_digest(path: str | os.PathLike) -> str:
-    """sha256 (first 16 hex digits) of a file's bytes, memoised on ``(path, size, mtime_ns)``."""
-    p = Path(path)
+    """sha256 (first 16 hex digits) of an image file's bytes (:func:`spp_det.io_utils.file_digest`,
+    memoised on ``(path, size, mtime_ns)``); an unreadable file is a :class:`DatasetError` naming it."""
     try:
-        st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-        if key not in _DIGESTS:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            _DIGESTS[key] = h.hexdigest()[:16]
+        return file_digest(path)
     except OSError as e:
-        raise DatasetError(f"{p}: cannot read image ({e.strerror or e})") from None
-    return _DIGESTS[key]
+        raise DatasetError(f"{path}: cannot read image ({e.strerror or e})") from None
 
 
 def images_fingerprint(records: Sequence[ImageRecord]) -> str:
