@@ -51,16 +51,7 @@ def unique_boxes(boxes: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams()) -> np.ndarray:
-    """Run selective search on a BGR uint8 image; see the module docstring for the output."""
-    if not hasattr(cv2, "ximgproc"):
-        raise ImportError("cv2.ximgproc is missing: install opencv-contrib-python(-headless), not opencv-python")
-    h, w = image_bgr.shape[:2]
-    r = 1.0
-    img = image_bgr
-    if params.max_image_side and max(h, w) > params.max_image_side:
-        r = params.max_image_side / max(h, w)
-        img = cv2.resize(image_bgr, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+def _opencv_boxes(img: np.ndarray, params: SearchParams) -> np.ndarray:
     _seed_c_rand(0)  # OpenCV ranks regions with C's rand(): seed it so runs are reproducible
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(img)
@@ -71,7 +62,27 @@ def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams(
     else:
         raise ValueError(f"unknown selective search mode {params.mode!r}")
     rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h
-    boxes = np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1, rects[:, 1] + rects[:, 3] - 1], 1)
+    return np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1, rects[:, 1] + rects[:, 3] - 1], 1)
+
+
+def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams()) -> np.ndarray:
+    """Run selective search on a BGR uint8 image; see the module docstring for the output."""
+    if not hasattr(cv2, "ximgproc"):
+        raise ImportError("cv2.ximgproc is missing: install opencv-contrib-python(-headless), not opencv-python")
+    h, w = image_bgr.shape[:2]
+    r = 1.0
+    img = image_bgr
+    if params.max_image_side and max(h, w) > params.max_image_side:
+        r = params.max_image_side / max(h, w)
+        img = cv2.resize(image_bgr, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+    if params.mode == "rcnn":
+        from .hierarchical_grouping import GroupingParams, hierarchical_grouping
+        ks = (params.base_k, params.base_k + params.inc_k)
+        # min_side 1 and no cap here: both apply below, after the boxes are mapped back
+        boxes = hierarchical_grouping(img, GroupingParams(ks=ks, sigma=params.sigma, min_side=1,
+                                                          max_boxes=1 << 30)).astype(np.float64)
+    else:
+        boxes = _opencv_boxes(img, params)
     if r != 1.0:  # back to the original image's pixel indices (edges scale as extents)
         boxes[:, :2] = np.floor(boxes[:, :2] / r)
         boxes[:, 2:] = np.ceil((boxes[:, 2:] + 1) / r) - 1

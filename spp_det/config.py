@@ -70,7 +70,7 @@ class DatasetConfig:
 @dataclass
 class ProposalsConfig:
     method: Literal["selective_search", "mat"] = "selective_search"  # mat: R-CNN's precomputed .mat files
-    mode: Literal["fast", "quality"] = "fast"
+    mode: Literal["fast", "quality", "rcnn"] = "fast"
     base_k: int = 50  # R-CNN fast mode: k in {50, 100}
     inc_k: int = 50
     sigma: float = 0.8
