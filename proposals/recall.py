@@ -16,8 +16,9 @@ def proposal_recall(records: Sequence[ImageRecord], proposals: Mapping[str, np.n
                     thresholds: Sequence[float] = (0.5, 0.7)) -> dict:
     """Recall of the top-``k`` proposals per image for each ``k`` in ``counts``.
 
-    Returns ``{"counts": [...], "recall": {thr: [...]}, "num_gt": n, "mean_boxes": m}``.
-    IoU uses the +1 pixel rule; difficult GT boxes are left out.
+    Returns ``{"counts": [...], "recall": {thr: [...]}, "abo": [...], "num_gt": n, "mean_boxes": m}``:
+    ``abo`` is the average best overlap (mean over GT boxes of the best IoU among the top ``k``;
+    Uijlings et al.'s measure). IoU uses the +1 pixel rule; difficult GT boxes are left out.
     """
     best = {k: [] for k in counts}
     num_boxes = []
@@ -37,13 +38,44 @@ def proposal_recall(records: Sequence[ImageRecord], proposals: Mapping[str, np.n
     recall = {}
     for t in thresholds:
         recall[float(t)] = [float((np.concatenate(best[k]) >= t).mean()) if num_gt else 0.0 for k in counts]
-    return {"counts": list(counts), "recall": recall, "num_gt": int(num_gt),
+    abo = [float(np.concatenate(best[k]).mean()) if num_gt else 0.0 for k in counts]
+    return {"counts": list(counts), "recall": recall, "abo": abo, "num_gt": int(num_gt),
             "mean_boxes": float(np.mean(num_boxes)) if num_boxes else 0.0}
 
 
 def format_recall_table(result: dict) -> str:
     lines = [f"GT boxes: {result['num_gt']}   mean proposals/image: {result['mean_boxes']:.0f}",
-             "  #props " + "".join(f"  R@{t:.1f}" for t in result["recall"])]
+             "  #props " + "".join(f"  R@{t:.1f}" for t in result["recall"]) + "    ABO"]
     for i, k in enumerate(result["counts"]):
-        lines.append(f"  {k:6d} " + "".join(f"  {result['recall'][t][i]:.3f}" for t in result["recall"]))
+        lines.append(f"  {k:6d} " + "".join(f"  {result['recall'][t][i]:.3f}" for t in result["recall"])
+                     + f"  {result['abo'][i]:.3f}")
     return "\n".join(lines)
+
+
+def plot_recall(results: Mapping[str, dict], path, title: str = "") -> None:
+    """Recall at each IoU threshold and ABO against the number of proposals per image, one line per
+    method (``results``: label -> :func:`proposal_recall` result), written as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spp_det.io_utils import atomic_path
+    thresholds = list(next(iter(results.values()))["recall"])
+    fig, axes = plt.subplots(1, len(thresholds) + 1, figsize=(4.2 * (len(thresholds) + 1), 3.6))
+    for label, res in results.items():
+        for ax, t in zip(axes, thresholds):
+            ax.plot(res["counts"], res["recall"][t], marker="o", ms=3, label=label)
+        axes[-1].plot(res["counts"], res["abo"], marker="o", ms=3, label=label)
+    for ax, name in zip(axes, [f"recall at IoU {t:g}" for t in thresholds] + ["average best overlap"]):
+        ax.set_xscale("log")
+        ax.set_xlabel("proposals per image")
+        ax.set_title(name)
+        ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

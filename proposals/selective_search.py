@@ -1,11 +1,13 @@
-"""Selective search (OpenCV ximgproc) producing internal boxes.
+"""Selective search producing internal boxes: OpenCV's (ximgproc) or R-CNN's fast mode re-implemented.
 
-Fast mode follows R-CNN's setting by default: k in {base_k, base_k + inc_k} =
-{50, 100}, with OpenCV's fast strategy set (HSV and Lab colour spaces, two
-similarity strategies).  Quality mode is OpenCV's quality strategy set.
+``mode``: ``fast`` / ``quality`` are OpenCV's strategy sets (fast: HSV and Lab colour spaces, k in
+{base_k, base_k + inc_k} = {50, 100}, two similarity strategies; boxes ranked by OpenCV's own random
+order); ``rcnn`` is R-CNN's fast mode (:mod:`proposals.hierarchical_grouping`: the same colour spaces,
+k and strategies, ranked by hierarchy level x random as R-CNN ranks them).
 Output boxes: float32 ``(N, 4)`` ``x1, y1, x2, y2``, 0-based inclusive pixel
-indices of the image passed in, in selective search's ranking order, duplicates
+indices of the image passed in, in the method's ranking order, duplicates
 and boxes under ``min_size`` px on either side removed, at most ``max_boxes``.
+Images with a side over ``max_image_side`` are searched downscaled, their boxes mapped back.
 """
 from __future__ import annotations
 

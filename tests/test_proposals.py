@@ -101,6 +101,28 @@ def test_recall_hand_worked(synth):
     only_shifted = {k: v[:1 + (len(v) - 1) // 2] for k, v in props.items()}
     res = proposal_recall(ds.records, only_shifted, counts=(200,), thresholds=(0.5, 0.7))
     assert res["recall"][0.5] == [1.0] and res["recall"][0.7] == [0.0]
+    assert res["abo"] == [pytest.approx(0.6, abs=0.02)]  # every GT's best overlap is its shifted copy
+
+
+def test_eval_proposals_tool_compares_files_and_plots(synth, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from proposals.cache import save_proposals
+    ds = VOCDataset(synth, "trainval", CLASSES)
+    exact = {r.image_id: r.boxes for r in ds}
+    half = {r.image_id: r.boxes[:, [0, 1, 0, 1]] + [0, 0, 1, 1] for r in ds}  # tiny boxes: nothing found
+    save_proposals(tmp_path / "exact.npz", exact, {})
+    save_proposals(tmp_path / "tiny.npz", half, {})
+    tool = Path(__file__).resolve().parents[1] / "tools" / "eval_proposals.py"
+    out = subprocess.run([sys.executable, str(tool), "--voc-root", str(synth), "--split", "trainval",
+                          "--classes", ",".join(CLASSES), "--proposals", str(tmp_path / "exact.npz"),
+                          str(tmp_path / "tiny.npz"), "--labels", "exact,tiny", "--counts", "1,100",
+                          "--plot", str(tmp_path / "r.png")], capture_output=True, text=True, check=True).stdout
+    exact_row, tiny_row = (t.splitlines()[-1] for t in out.split("plot:")[0].split("Proposal recall")[1:])
+    assert exact_row.split() == ["100", "1.000", "1.000", "1.000"]
+    assert tiny_row.split()[:3] == ["100", "0.000", "0.000"]
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_real_voc_photo_gets_about_2000_proposals():
