@@ -361,3 +361,49 @@ def hierarchical_grouping(image_bgr: np.ndarray, params: GroupingParams = Groupi
     boxes_all = boxes_all[(w >= params.min_side) & (h >= params.min_side)]
     _, first = np.unique(boxes_all, axis=0, return_index=True)
     return boxes_all[np.sort(first)][: params.max_boxes].astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _defer_order(boxes, iou_thresh, limit):
+    """Greedy pass in rank order: a box overlapping an already kept box by >= ``iou_thresh`` (+1 pixel
+    rule) is deferred; stops once ``limit`` boxes are kept. Returns kept indices, then deferred ones."""
+    n = boxes.shape[0]
+    kept = np.empty(n, np.int64)
+    deferred = np.empty(n, np.int64)
+    nk = nd = 0
+    for i in range(n):
+        if nk >= limit:
+            deferred[nd:nd + n - i] = np.arange(i, n)
+            nd += n - i
+            break
+        x1, y1, x2, y2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        area = (x2 - x1 + 1.0) * (y2 - y1 + 1.0)
+        dup = False
+        for j in range(nk):
+            b = kept[j]
+            iw = min(x2, boxes[b, 2]) - max(x1, boxes[b, 0]) + 1.0
+            ih = min(y2, boxes[b, 3]) - max(y1, boxes[b, 1]) + 1.0
+            if iw > 0.0 and ih > 0.0:
+                inter = iw * ih
+                other = (boxes[b, 2] - boxes[b, 0] + 1.0) * (boxes[b, 3] - boxes[b, 1] + 1.0)
+                if inter >= iou_thresh * (area + other - inter):
+                    dup = True
+                    break
+        if dup:
+            deferred[nd] = i
+            nd += 1
+        else:
+            kept[nk] = i
+            nk += 1
+    return np.concatenate((kept[:nk], deferred[:nd]))
+
+
+def defer_near_duplicates(boxes: np.ndarray, iou: float, max_boxes: int) -> np.ndarray:
+    """Ranked boxes ``(N, 4)`` (internal) reordered so that, when there are more than ``max_boxes``, a box
+    overlapping a better-ranked kept box by IoU >= ``iou`` moves behind the others (order otherwise
+    kept): the cap then drops near-duplicates before distinct boxes. With ``N <= max_boxes`` nothing
+    moves (the cap drops nothing, so the set is the same)."""
+    if len(boxes) <= max_boxes:
+        return boxes
+    return boxes[_defer_order(np.asarray(boxes, np.float64), float(iou), int(max_boxes))]
+

@@ -6,7 +6,9 @@ order); ``rcnn`` is R-CNN's fast mode (:mod:`proposals.hierarchical_grouping`: t
 k and strategies, ranked by hierarchy level x random as R-CNN ranks them).
 Output boxes: float32 ``(N, 4)`` ``x1, y1, x2, y2``, 0-based inclusive pixel
 indices of the image passed in, in the method's ranking order, duplicates
-and boxes under ``min_size`` px on either side removed, at most ``max_boxes``.
+and boxes under ``min_size`` px on either side removed, at most ``max_boxes``; with ``defer_iou``,
+near-duplicates of better-ranked boxes go behind the others before the cap
+(:func:`proposals.hierarchical_grouping.defer_near_duplicates`).
 Images with a side over ``max_image_side`` are searched downscaled, their boxes mapped back.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ class SearchParams:
     max_boxes: int = 2000
     min_size: int = 8
     max_image_side: Optional[int] = None
+    defer_iou: Optional[float] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,4 +95,8 @@ def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams(
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
     boxes = boxes[unique_boxes(boxes)]
     keep = ((boxes[:, 2] - boxes[:, 0] + 1) >= params.min_size) & ((boxes[:, 3] - boxes[:, 1] + 1) >= params.min_size)
-    return boxes[keep][: params.max_boxes].astype(np.float32)
+    boxes = boxes[keep]
+    if params.defer_iou is not None:
+        from .hierarchical_grouping import defer_near_duplicates
+        boxes = defer_near_duplicates(boxes, params.defer_iou, params.max_boxes)
+    return boxes[: params.max_boxes].astype(np.float32)

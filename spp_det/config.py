@@ -81,6 +81,9 @@ class ProposalsConfig:
     # downscaled, tests/test_proposals.py searches it in seconds); VOC and COCO images
     # (<= 640 px) are never resized. null: always full size
     max_image_side: Optional[int] = 1000
+    # when more than max_boxes boxes remain, boxes overlapping a better-ranked box by IoU >= this move
+    # behind the others before the cap (near-duplicates go first; beyond R-CNN); null: plain truncation
+    defer_iou: Optional[float] = None
     workers: int = 2
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
     cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked

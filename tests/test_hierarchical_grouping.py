@@ -200,3 +200,26 @@ def test_rcnn_mode_through_selective_search_maps_downscaled_boxes_back():
     boxes = selective_search(img, SearchParams(mode="rcnn", min_size=20, max_image_side=320))
     assert len(boxes) > 0 and boxes[:, [0, 2]].max() <= 639 and boxes[:, [1, 3]].max() <= 479
     assert (np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) + 1 >= 20).all()
+
+
+def test_defer_near_duplicates_hand_worked_and_against_a_greedy_loop():
+    from proposals.hierarchical_grouping import defer_near_duplicates
+    from spp_det.boxes import box_iou
+    a = [0, 0, 99, 99]
+    a2 = [0, 0, 99, 109]  # IoU with a: 100 x 100 / (100 x 110) = 0.909
+    b, c = [200, 0, 299, 99], [0, 200, 99, 299]
+    boxes = np.array([a, a2, b, c], np.float32)
+    np.testing.assert_array_equal(defer_near_duplicates(boxes, 0.8, 3), [a, b, c, a2])
+    np.testing.assert_array_equal(defer_near_duplicates(boxes, 0.95, 3), boxes)  # 0.909 < 0.95: no duplicate
+    np.testing.assert_array_equal(defer_near_duplicates(boxes, 0.8, 4), boxes)  # the cap drops nothing
+    rng = np.random.default_rng(0)
+    xy = rng.integers(0, 80, (300, 2))
+    wh = rng.integers(5, 40, (300, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    kept, deferred = [], []
+    for i in range(len(boxes)):  # the rule, plainly: compare with every kept box until 100 are kept
+        if len(kept) < 100 and (not kept or box_iou(boxes[i:i + 1], boxes[kept]).max() < 0.7):
+            kept.append(i)
+        else:
+            deferred.append(i)
+    np.testing.assert_array_equal(defer_near_duplicates(boxes, 0.7, 100), boxes[kept + deferred])

@@ -85,6 +85,8 @@ class DataSource:
         else:
             key.update(mode=p.mode, base_k=p.base_k, inc_k=p.inc_k, sigma=p.sigma, max_boxes=p.max_boxes,
                        min_size=p.min_size, max_image_side=p.max_image_side)
+            if p.defer_iou is not None:  # only when set: proposals made before the option keep their key
+                key["defer_iou"] = p.defer_iou
         return stable_hash(key)
 
     # ------------------------------------------------------------------ proposals
@@ -92,7 +94,8 @@ class DataSource:
         """Selective-search settings of this config (:class:`proposals.selective_search.SearchParams`)."""
         from proposals.selective_search import SearchParams
         p = self.proposals_cfg
-        return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side)
+        return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side,
+                            p.defer_iou)
 
     def proposals(self, split: str) -> dict[str, np.ndarray]:
         """Image id -> proposals ``(N, 4)`` of ``split`` (an error if the file's key is not this config's)."""
