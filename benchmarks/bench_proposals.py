@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Selective-search time per image, methods side by side (1 worker each), and 1 vs N workers.
 
-Methods: OpenCV fast mode with our k = 50/100 (the default before issue 11), OpenCV fast mode with
+Methods: OpenCV fast mode with our k = 50/100 (the default), OpenCV fast mode with
 its own defaults (k = 150/150), and R-CNN's fast mode re-implemented (``proposals.mode: rcnn``);
 each on the same images in one run, so the ratios hold even when the machine's speed moves.
 Then the configured default (``SearchParams()``) with 1 and with N worker processes.
@@ -22,7 +22,7 @@ from proposals.selective_search import SearchParams, selective_search
 from spp_det.data.images import load_image
 
 METHODS = {
-    "opencv fast, k 50/100 (old default)": SearchParams(mode="fast", base_k=50, inc_k=50),
+    "opencv fast, k 50/100 (default)": SearchParams(mode="fast", base_k=50, inc_k=50),
     "opencv fast, k 150/300 (OpenCV's defaults)": SearchParams(mode="fast", base_k=150, inc_k=150),
     "rcnn fast mode (ours), k 50/100": SearchParams(mode="rcnn", base_k=50, inc_k=50),
 }
