@@ -60,7 +60,8 @@ def score_both_ways(workdir: str) -> dict[str, float]:
             rows[name].append((r.image_id, postprocess(boxes, s, hw, tc)))
             if reg is not None:
                 rows[f"{name} + bbox"].append((r.image_id, postprocess(boxes, s, hw, tc, pooled.numpy(), reg)))
-    return {k: 100 * evaluate(per_class(v, len(ws.data.classes)), records, ws.data.classes)["mAP"] for k, v in rows.items() if v}
+    classes = ws.data.classes
+    return {k: 100 * evaluate(per_class(v, len(classes)), records, classes)["mAP"] for k, v in rows.items() if v}
 
 
 def main() -> int:
