@@ -7,7 +7,11 @@ torchvision.ops.roi_pool calls (levels 1, 2, 3, 6; a cell window x1..x2 is the
 RoI [x1, x2] at spatial scale 1, whose bins are exactly ours).  Checks that all
 outputs are equal before timing.
 
-Usage: python benchmarks/bench_spp_pool.py [--channels 256] [--windows 2000] [--repeat 5]
+With ``--device cuda`` the same map and windows on the GPU: the Triton kernel (the default there,
+float32 and bfloat16 maps), the range-max tables and 4 x roi_pool, each checked equal to the CPU
+kernel first, each timed to the end of the GPU's work (best of ``--repeat`` after a warm-up).
+
+Usage: python benchmarks/bench_spp_pool.py [--channels 256] [--windows 2000] [--repeat 5] [--device cpu]
 """
 import argparse
 import os
@@ -30,6 +34,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=57)
     p.add_argument("--windows", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda: time the GPU methods")
     a = p.parse_args()
     rng = np.random.default_rng(0)
     fmap = torch.from_numpy(rng.standard_normal((a.channels, a.height, a.width)).astype(np.float32))
@@ -44,6 +49,8 @@ def main() -> None:
     def roi_pool4() -> torch.Tensor:
         return torch.cat([tvops.roi_pool(fmap[None], rois, n, 1.0).reshape(a.windows, -1) for n in (1, 2, 3, 6)], 1)
 
+    if a.device != "cpu":
+        return on_gpu(fmap, cells, rois, torch.device(a.device), max(a.repeat, 20))
     ref = spp_pool_reference(fmap, cells)
     for m in ("kernel", "tables"):
         assert torch.equal(spp_pool(fmap, cells, method=m), ref), f"spp_pool({m}) differs from the reference"
@@ -61,6 +68,35 @@ def main() -> None:
     print(f"  4 x torchvision.ops.roi_pool     {t_roi:8.4f} s   ({t_roi / t['kernel']:.1f}x slower)")
     few_large_windows(rng, a.repeat)
     output_allocation(a.windows, a.repeat)
+
+
+def on_gpu(fmap: torch.Tensor, cells: np.ndarray, rois: torch.Tensor, dev: torch.device, repeat: int) -> None:
+    ref = spp_pool(fmap, cells, method="kernel")  # the CPU kernel
+    g, r = fmap.to(dev), rois.to(dev)
+    n = len(cells)
+
+    def roi_pool4() -> torch.Tensor:
+        return torch.cat([tvops.roi_pool(g[None], r, k, 1.0).reshape(n, -1) for k in (1, 2, 3, 6)], 1)
+
+    runs = {"spp_pool triton kernel (default)": lambda: spp_pool(g, cells, method="triton"),
+            "spp_pool triton kernel, bf16 map": lambda: spp_pool(gb, cells, method="triton"),
+            "spp_pool range-max tables": lambda: spp_pool(g, cells, method="tables"),
+            "4 x torchvision.ops.roi_pool": roi_pool4}
+    gb = g.to(torch.bfloat16)
+    for name, fn in runs.items():
+        want = ref.to(torch.bfloat16) if "bf16" in name else ref
+        assert torch.equal(fn().cpu(), want), f"{name} differs from the CPU kernel"
+
+    def synced(fn):
+        return lambda: (fn(), torch.cuda.synchronize(dev))
+
+    t = {name: best_of(synced(fn), repeat) for name, fn in runs.items()}
+    print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
+    print(f"map {tuple(fmap.shape)}, {n} windows, levels 1,2,3,6 (50 bins); best of {repeat} after a warm-up, "
+          "each to the end of the GPU's work; all outputs equal to the CPU kernel's")
+    base = t["spp_pool triton kernel (default)"]
+    for name, s in t.items():
+        print(f"  {name:<34} {1e3 * s:8.3f} ms   ({s / base:.2f}x the Triton kernel)")
 
 
 def output_allocation(windows: int, repeat: int) -> None:

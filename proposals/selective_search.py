@@ -57,6 +57,8 @@ def unique_boxes(boxes: np.ndarray) -> np.ndarray:
 
 
 def _opencv_boxes(img: np.ndarray, params: SearchParams) -> np.ndarray:
+    if not hasattr(cv2, "ximgproc"):  # (mode rcnn needs only plain OpenCV)
+        raise ImportError("cv2.ximgproc is missing: install opencv-contrib-python(-headless), not opencv-python")
     _seed_c_rand(0)  # OpenCV ranks regions with C's rand(): seed it so runs are reproducible
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(img)
@@ -72,8 +74,6 @@ def _opencv_boxes(img: np.ndarray, params: SearchParams) -> np.ndarray:
 
 def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams()) -> np.ndarray:
     """Run selective search on a BGR uint8 image; see the module docstring for the output."""
-    if not hasattr(cv2, "ximgproc"):
-        raise ImportError("cv2.ximgproc is missing: install opencv-contrib-python(-headless), not opencv-python")
     h, w = image_bgr.shape[:2]
     r = 1.0
     img = image_bgr

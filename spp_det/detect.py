@@ -10,13 +10,14 @@ All boxes are internal (0-based inclusive, original-image pixels).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
+import torch
 
 from .bbox_reg import decode
 from .linear import LinearModels
-from .boxes import clip_boxes, nms
+from .boxes import batched_nms, clip_boxes, nms
 from .config import TestConfig
 
 
@@ -42,29 +43,29 @@ class Detections:
 
 
 def candidates(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
-               pool5: Optional[np.ndarray] = None, reg: Optional[LinearModels] = None) -> Detections:
+               pool5: Union[np.ndarray, torch.Tensor, None] = None, reg: Optional[LinearModels] = None) -> Detections:
     """Per class, the windows scoring > ``score_thresh``, regressed (if ``reg``) and clipped: no NMS.
 
     What model combination takes the union of.  boxes: ``(N, 4)``; scores:
-    ``(N, C)``; pool5: ``(N, D)`` unscaled pooled features (needed with ``reg``).
+    ``(N, C)``; pool5: ``(N, D)`` unscaled pooled features (needed with ``reg``; an array or a tensor,
+    on a GPU too: :class:`LinearModels` regresses where it lies).
     """
     H, W = image_hw
+    picks = [(c, keep) for c in range(scores.shape[1]) if len(keep := np.nonzero(scores[:, c] > cfg.score_thresh)[0])]
+    deltas = reg.class_deltas(pool5, picks) if reg is not None else [None] * len(picks)
     out = []
-    for c in range(scores.shape[1]):
-        keep = np.nonzero(scores[:, c] > cfg.score_thresh)[0]
-        if not len(keep):
-            continue
-        b = boxes[keep] if reg is None else decode(boxes[keep], reg.deltas(pool5[keep], c))
+    for (c, keep), d in zip(picks, deltas):
+        b = boxes[keep] if d is None else decode(boxes[keep], d)
         out.append(Detections(clip_boxes(b, H, W), scores[keep, c].astype(np.float32), np.full(len(keep), c, np.int64)))
     return Detections.concat(out)
 
 
 def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,
-                pool5: Optional[np.ndarray] = None, reg: Optional[LinearModels] = None) -> Detections:
+                pool5: Union[np.ndarray, torch.Tensor, None] = None, reg: Optional[LinearModels] = None) -> Detections:
     """Per-class threshold, (regression,) NMS and cap; see the module docstring.
 
     boxes: ``(N, 4)`` windows; scores: ``(N, C)``; pool5: ``(N, D)`` unscaled
-    pooled features (needed with ``reg``).
+    pooled features (needed with ``reg``; array or tensor, as in :func:`candidates`).
     """
     if reg is None or cfg.bbox_reg_order == "before_nms":
         return combine([candidates(boxes, scores, image_hw, cfg, pool5, reg)], scores.shape[1], cfg)
@@ -84,10 +85,10 @@ def combine(parts: list[Detections], num_classes: int, cfg: TestConfig) -> Detec
     """Union of detections of one image (e.g. several models' :func:`candidates`), then per-class NMS
     at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination)."""
     allx = Detections.concat(parts)
-    out = []
-    for c in range(num_classes):
-        m = allx.labels == c
-        if m.any():
-            k = nms(allx.boxes[m], allx.scores[m], cfg.nms)[: cfg.max_per_class]
-            out.append(Detections(allx.boxes[m][k], allx.scores[m][k], allx.labels[m][k]))
-    return Detections.concat(out)
+    keep = batched_nms(allx.boxes, allx.scores, allx.labels, cfg.nms)  # score order, all classes
+    labels = allx.labels[keep]
+    order = np.argsort(labels, kind="stable")  # by class, score order within each
+    keep, labels = keep[order], labels[order]
+    rank = np.arange(len(keep)) - np.searchsorted(labels, labels)  # place within its class
+    keep = keep[rank < cfg.max_per_class]
+    return Detections(allx.boxes[keep], allx.scores[keep], allx.labels[keep])

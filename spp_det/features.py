@@ -59,12 +59,6 @@ class WindowSource(Protocol):
              scale_idx: Optional[np.ndarray] = None) -> torch.Tensor: ...
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def compute_conv5(backbone: Backbone, image_bgr: np.ndarray, scale: int,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """conv map ``(C, H', W')`` (float32, on ``device``) of an original-size BGR image at ``scale``."""

@@ -61,6 +61,7 @@ from .boxes import box_iou
 from .config import Config, FinetuneConfig
 from .data.source import DataSource
 from .data.voc import ImageRecord
+from .devices import rng_state, set_rng_state
 from .features import Conv5Cache, InputSource, WindowSource
 from .head import SPPHead
 from .io_utils import save_json, save_torch
@@ -194,10 +195,10 @@ def pool_selection(pooler: WindowSource, cache: InputSource, db: Sequence[ImageW
         if isinstance(cache, Conv5Cache):  # read only the scales these windows are pooled at
             idx = pooler.scale_indices(boxes, hw) if scale_idx is None else scale_idx[rows]
             fmap = cache.load(rec, set(np.unique(idx).tolist()))
-            out[torch.from_numpy(rows)] = pooler.pool(fmap, boxes, hw, idx)
-        else:
+            out[torch.from_numpy(rows)] = pooler.pool(fmap, boxes, hw, idx).cpu()
+        else:  # R-CNN mode: the pooler's trunk runs on its device
             out[torch.from_numpy(rows)] = pooler.pool(cache.load(rec), boxes, hw,
-                                                      None if scale_idx is None else scale_idx[rows])
+                                                      None if scale_idx is None else scale_idx[rows]).cpu()
     return out
 
 
@@ -239,8 +240,7 @@ class ConvTuner:
         """Output ``(C', H', W')`` of the frozen start for an already-resized image (what
         :meth:`spp_det.model_factory.ModelFactory.conv_start_cache` stores; so the tuner is also that
         cache's "backbone")."""
-        x = self.preprocess(image_bgr).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
-        return self.start(x)[0]
+        return self.start(self.preprocess.batch(image_bgr, device))[0]
 
     conv5 = start_map  # the interface Conv5Cache.build computes with
 
@@ -393,7 +393,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
                 tuner.trunk.load_state_dict(state["trunk"])
             opt.load_state_dict(state["opt"])
             it, history, best = state["iter"], state["history"], state["best"]
-            torch.set_rng_state(state["torch_rng"])
+            set_rng_state(state["torch_rng"], device)
             log.info("resuming fine-tuning at iteration %d", it)
     val = job.val
     head.train()
@@ -434,7 +434,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
                 save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
             save_torch({"hash": job.key, "head": head.state_dict(), "opt": opt.state_dict(),
                         "trunk": tuner.trunk.state_dict() if tuner else None,
-                        "iter": it, "history": history, "best": best, "torch_rng": torch.get_rng_state()},
+                        "iter": it, "history": history, "best": best, "torch_rng": rng_state(device)},
                        ckpt_path)
             save_json({"history": history, "best": best}, log_path)
     bar.close()

@@ -23,6 +23,7 @@ from .boxes import internal_to_voc
 from .config import TestConfig
 from .detect import Detections, candidates, combine, postprocess
 from .evaluation.voc import ClassDetections, comp4_path, write_comp4
+from .devices import on_device, sync
 from .features import InputSource, WindowSource
 from .head import FastFc, SPPHead, batched, test_time_fc
 from .linear import LinearModels
@@ -83,17 +84,18 @@ class TrainedModels:
             empty = Detections.concat([])
             return {v: empty for v in todo}
         clock = _Clock(times, self.device)
-        with clock("pool"):
-            pooled = self.pooler.pool(maps, boxes, image_hw)
+        with clock("pool"):  # on a GPU everything up to the scores stays there (cached maps are moved)
+            pooled = self.pooler.pool(on_device(maps, self.device), boxes, image_hw)
         with clock("fc"):
-            fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)).cpu(), pooled, self.batch).numpy()
-        pool5 = pooled.numpy()
+            fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)), pooled, self.batch)
+        pool5 = pooled  # a tensor: LinearModels score it where it lies
         with clock("svm"):
             scores = {}
             if any(VARIANT[v].svm == "fc7" for v in todo):
                 scores["fc7"] = self.svm_fc7.scores(fc7)
             if "pool5" in todo:
-                base = pool5 if base_maps is None else self.pooler.pool(base_maps, boxes, image_hw).numpy()
+                base = pool5 if base_maps is None else self.pooler.pool(on_device(base_maps, self.device), boxes,
+                                                                         image_hw)
                 scores["pool5"] = self.svm_pool5.scores(base)
         out = {}
         for v in todo:
@@ -132,12 +134,6 @@ class _Clock:
         yield
         sync(self.device)
         self.times[part] = self.times.get(part, 0.0) + time.perf_counter() - t
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (GPU), so that wall-clock timing covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def detect_split(models: TrainedModels, records: Sequence, proposals, inputs: InputSource,

@@ -12,6 +12,12 @@ SVMs have ``K = 1`` (:meth:`LinearModels.scores`: ``(N, C)``), box regressors ``
 (:meth:`LinearModels.deltas`: ``(N, 4)`` of one class, ``(dx, dy, dw, dh)`` of
 :func:`spp_det.bbox_reg.encode`). ``classes`` names the C rows; ``kind`` says what the model is
 (``svm_fc7``, ``svm_pool5``, ``bbox``).
+
+Features may be a numpy array or a torch tensor.  A tensor on a GPU is scored there (float32, the
+model's weights copied to that device once) and only the ``(N, C)`` / ``(N, K)`` result comes back:
+the test stage keeps pooled and fc7 features on the GPU.  Other inputs are scored by numpy.  ``W`` and
+``b`` are replaced, never changed in place, when a model is altered (the device copy is matched to
+them by identity).
 """
 from __future__ import annotations
 
@@ -26,6 +32,14 @@ from .io_utils import save_torch
 KINDS = ("svm_fc7", "svm_pool5", "bbox")
 
 
+def _on_gpu(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.device.type != "cpu"
+
+
+def _numpy(x) -> np.ndarray:
+    return (x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(np.float32, copy=False)
+
+
 @dataclass
 class LinearModels:
     W: np.ndarray
@@ -34,6 +48,7 @@ class LinearModels:
     classes: list[str]
     kind: str
     info: dict = field(default_factory=dict)
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.W = np.asarray(self.W, np.float32)
@@ -53,11 +68,38 @@ class LinearModels:
         """``(N, C)`` scores of unscaled features ``(N, D)`` (SVMs: ``K = 1``)."""
         if self.W.shape[2] != 1:
             raise ValueError(f"{self.kind}: scores() is for one output per class, this model has {self.W.shape[2]}")
-        return (np.asarray(x, np.float32) * self.scale) @ self.W[:, :, 0].T + self.b[:, 0]
+        if _on_gpu(x):
+            W, b = self._weights(x.device)
+            return ((x.float() * self.scale) @ W[:, :, 0].T + b[:, 0]).cpu().numpy()
+        return (_numpy(x) * self.scale) @ self.W[:, :, 0].T + self.b[:, 0]
 
     def deltas(self, x: np.ndarray, cls: int) -> np.ndarray:
         """``(N, K)`` outputs of class ``cls`` for unscaled features ``(N, D)`` (box regressors: ``K = 4``)."""
-        return (np.asarray(x, np.float32) * self.scale) @ self.W[cls] + self.b[cls]
+        if _on_gpu(x):
+            W, b = self._weights(x.device)
+            return ((x.float() * self.scale) @ W[cls] + b[cls]).cpu().numpy()
+        return (_numpy(x) * self.scale) @ self.W[cls] + self.b[cls]
+
+    def class_deltas(self, x, picks: "list[tuple[int, np.ndarray]]") -> "list[np.ndarray]":
+        """``[(N_k, K)]``: :meth:`deltas` of rows ``rows_k`` of ``x`` for class ``c_k``, for each ``(c_k, rows_k)``
+        of ``picks``.  On a GPU one product for all classes of the rows any class picked, and one copy
+        back (20 per-class round trips cost 7.9 ms per image on the H100; docs/BENCHMARKS.md, "GPU")."""
+        if not _on_gpu(x) or not picks:
+            return [self.deltas(x[rows], c) for c, rows in picks]
+        rows = np.unique(np.concatenate([r for _, r in picks]))
+        W, b = self._weights(x.device)
+        C, D, K = W.shape
+        out = ((x[torch.from_numpy(rows).to(x.device)].float() * self.scale) @ W.permute(1, 0, 2).reshape(D, C * K)
+               + b.reshape(C * K)).cpu().numpy().reshape(len(rows), C, K)
+        return [out[np.searchsorted(rows, r), c] for c, r in picks]
+
+    def _weights(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
+        hit = self._on_device.get(key)
+        if hit is None or hit[0] is not self.W or hit[1] is not self.b:
+            hit = (self.W, self.b, torch.from_numpy(self.W).to(device), torch.from_numpy(self.b).to(device))
+            self._on_device[key] = hit
+        return hit[2], hit[3]
 
     def save(self, path: str | Path) -> None:
         save_torch({"format": 2, "kind": self.kind, "W": torch.from_numpy(self.W), "b": torch.from_numpy(self.b),

@@ -22,7 +22,8 @@ from typing import Optional
 import torch
 
 from .config import BackboneConfig, Config, FinetuneConfig, ModelConfig, RCNNConfig
-from .features import Conv5Cache, InputSource, WindowPooler, WindowSource, resolve_device
+from .devices import resolve_device
+from .features import Conv5Cache, InputSource, WindowPooler, WindowSource
 from .head import fc_init_mode
 from .io_utils import file_digest, stable_hash
 from .layout import Layout

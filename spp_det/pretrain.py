@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from .config import PretrainConfig
 from .data.images import load_image, resize_short_side
+from .devices import rng_state, set_rng_state
 from .io_utils import save_json, save_torch, stable_hash
 from .models.zf5 import zf5_trunk
 from .models.backbone import ZF_PREPROCESS, Preprocess
@@ -155,34 +156,36 @@ def multiview_windows(h: int, w: int, crop: int = 224) -> np.ndarray:
     return np.array([[x, y, x + crop - 1, y + crop - 1] for y in ys for x in xs], np.int64)
 
 
-def _tensor(batch: list[np.ndarray], pre: Preprocess) -> torch.Tensor:
-    return torch.stack([pre(v) for v in batch])
+def _tensor(batch: list[np.ndarray], pre: Preprocess, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.stack([pre(v) for v in batch]).to(device)
 
 
 @torch.no_grad()
 def predict(model: SPPClassifier, img: np.ndarray, mode: str, cfg: PretrainConfig,
             pre: Preprocess = ZF_PREPROCESS) -> tuple[np.ndarray, int]:
-    """Mean softmax ``(num_classes,)`` of one BGR image under ``mode`` and the number of views used."""
+    """Mean softmax ``(num_classes,)`` of one BGR image under ``mode`` and the number of views used
+    (computed on the model's device)."""
     model.eval()
+    dev = next(model.parameters()).device
     if mode == "center":
-        x = _tensor([centre_crop(resize_short_side(img, cfg.resize), cfg.crop)], pre)
-        return F.softmax(model(x), 1)[0].numpy(), 1
+        x = _tensor([centre_crop(resize_short_side(img, cfg.resize), cfg.crop)], pre, dev)
+        return F.softmax(model(x), 1)[0].cpu().numpy(), 1
     full = resize_short_side(img, cfg.resize)
     if mode == "full":
-        return F.softmax(model(_tensor([full], pre)), 1)[0].numpy(), 1
+        return F.softmax(model(_tensor([full], pre, dev)), 1)[0].cpu().numpy(), 1
     if mode != "multiview":
         raise ValueError(f"unknown evaluation mode {mode!r} (center, full, multiview)")
-    probs = [F.softmax(model(_tensor([full, np.ascontiguousarray(full[:, ::-1])], pre)), 1)]
+    probs = [F.softmax(model(_tensor([full, np.ascontiguousarray(full[:, ::-1])], pre, dev)), 1)]
     for s in cfg.multiview_scales:
         im = resize_short_side(img, s)
         wins = multiview_windows(*im.shape[:2], cfg.crop)
         for flip in (False, True):
             v = np.ascontiguousarray(im[:, ::-1]) if flip else im
-            fmap = model.conv(_tensor([v], pre))[0].contiguous()
+            fmap = model.conv(_tensor([v], pre, dev))[0].contiguous()
             cells = project_to_cells(wins, model.geometry, tuple(fmap.shape[1:]), "paper")
             probs.append(F.softmax(model.head(spp_pool(fmap, cells, model.levels)), 1))
     p = torch.cat(probs)
-    return p.mean(0).numpy(), len(p)
+    return p.mean(0).cpu().numpy(), len(p)
 
 
 def evaluate(model: SPPClassifier, folder: ImageFolder, mode: str, cfg: PretrainConfig,
@@ -215,10 +218,11 @@ def size_of_epoch(epoch: int, cfg: PretrainConfig) -> int:
 
 def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str | Path, cfg: PretrainConfig,
              backbone: str = "zf5", levels: Sequence[int] = (1, 2, 3, 6), progress: bool = True,
-             data_key: str = "") -> dict:
+             data_key: str = "", device: torch.device | str = "cpu") -> dict:
     """Train (or resume) and evaluate; writes ``model.pt``, ``eval.json``, ``log.json`` under ``out_dir``.
     ``data_key``: a fingerprint of the training data's content (the pipeline passes its stage key), so
-    that a checkpoint made from other data is not resumed.
+    that a checkpoint made from other data is not resumed.  ``device``: where the classifier trains and
+    is evaluated (results agree across devices to float rounding, not bit for bit).
 
     Returns the evaluation dict ``{mode: {top1_err, top5_err, ...}}``.
     """
@@ -229,7 +233,8 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
     train_cfg = {k: v for k, v in asdict(cfg).items() if k not in eval_only}
     key = stable_hash({"cfg": train_cfg, "backbone": backbone, "levels": list(levels), "train": str(train_dir),
                        "n": len(train), "classes": train.classes, "data": data_key})
-    model = build_classifier(backbone, len(train.classes), cfg, levels)
+    device = torch.device(device)
+    model = build_classifier(backbone, len(train.classes), cfg, levels).to(device)
     wd = [p for n, p in model.named_parameters() if n.endswith("weight")]
     nd = [p for n, p in model.named_parameters() if not n.endswith("weight")]
     groups = [{"params": wd, "weight_decay": cfg.weight_decay}, {"params": nd, "weight_decay": 0.0}]
@@ -244,7 +249,7 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             epoch, history = state["epoch"], state["history"]
-            torch.set_rng_state(state["torch_rng"])
+            set_rng_state(state["torch_rng"], device)
             log.info("resuming pre-training at epoch %d", epoch)
     pre = ZF_PREPROCESS
     t0 = time.perf_counter()
@@ -261,8 +266,8 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
                    disable=not progress, leave=False)
         for b in bar:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = _tensor([train_view(load_image(train.items[i][0]), cfg, size, rng) for i in idx], pre)
-            y = torch.tensor([train.items[i][1] for i in idx])
+            x = _tensor([train_view(load_image(train.items[i][0]), cfg, size, rng) for i in idx], pre, device)
+            y = torch.tensor([train.items[i][1] for i in idx], device=device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -279,7 +284,7 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
         log.info("pre-training epoch %d (size %d): loss %.4f, train error %.3f", epoch, size, entry["train_loss"],
                  entry["train_err"])
         save_torch({"hash": key, "model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
-                    "history": history, "torch_rng": torch.get_rng_state()}, ckpt_path)
+                    "history": history, "torch_rng": rng_state(device)}, ckpt_path)
         save_json({"history": history}, out / "log.json")
     results = {}
     if val is not None:
@@ -289,7 +294,7 @@ def pretrain(train_dir: str | Path, val_dir: Optional[str | Path], out_dir: str 
                      results[mode]["top5_err"])
     save_json({"results": results, "classes": train.classes, "sizes": list(cfg.sizes), "history": history},
               out / "eval.json")
-    save_torch({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.pt")
+    save_torch({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
     return results
 
 

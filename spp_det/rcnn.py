@@ -92,7 +92,7 @@ class RCNNPooler:
     ``pool(image, boxes, orig_hw)`` takes the **image** (BGR uint8 ``(H, W, 3)``)
     where the SPP pooler takes conv maps, warps every window, runs the trunk in
     batches of ``batch`` and returns ``(N, dim)`` pyramid-pooled conv5 of each
-    canvas (float32, CPU).  Timings of the last call, split into warping and
+    canvas (float32, on ``device``).  Timings of the last call, split into warping and
     network time, are kept in ``last_times`` (seconds).
     """
 
@@ -134,15 +134,16 @@ class RCNNPooler:
         if tuple(image_bgr.shape[:2]) != tuple(orig_hw):
             raise ValueError(f"image is {image_bgr.shape[1]}x{image_bgr.shape[0]} but orig_hw says {orig_hw}")
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        out = torch.empty((len(boxes), self.dim), dtype=torch.float32)
+        out = torch.empty((len(boxes), self.dim), dtype=torch.float32, device=self.device)
         t_warp = t_conv = 0.0
         trunk = self.backbone.trunk
         for i in range(0, len(boxes), self.batch):
             t0 = time.perf_counter()
             x = self.canvases(image_bgr, boxes[i:i + self.batch]).to(self.device)
             t1 = time.perf_counter()
-            fmap = trunk(x)
-            out[i:i + len(x)] = spp_image(fmap, self.levels).float().cpu()
+            out[i:i + len(x)] = spp_image(trunk(x), self.levels).float()
+            if self.device.type == "cuda":  # the timings cover the GPU's work
+                torch.cuda.synchronize(self.device)
             t_conv += time.perf_counter() - t1
             t_warp += t1 - t0
         self.last_times = {"warp": t_warp, "conv": t_conv}

@@ -52,9 +52,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import spp_triton
 from .models.geometry import Geometry
 
 DEFAULT_LEVELS = (1, 2, 3, 6)
+METHODS = ("auto", "kernel", "triton", "tables", "windows", "roipool")
 
 
 def spp_dim(channels: int, levels: Sequence[int] = DEFAULT_LEVELS) -> int:
@@ -269,13 +271,14 @@ def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
     fmap: ``(C, H, W)``; cells: ``(N, 4)`` inclusive 0-based cell windows.
     Returns ``(N, C * sum(n^2))`` in ``fmap``'s dtype (order: module docstring).
     Methods, all exact and equal: ``"kernel"`` the compiled CPU kernel above;
+    ``"triton"`` the GPU kernel of :mod:`spp_det.spp_triton`;
     ``"tables"`` range-max lookups in torch (:func:`_pool_level_sparse`; runs
     on any device); ``"windows"`` :func:`spp_pool_reference`, one adaptive max
     pool per window and level; ``"roipool"`` one ``torchvision.ops.roi_pool``
     per level (a cell window ``[x1, x2]`` at spatial scale 1 has exactly our
     bins; the only method that back-propagates into ``fmap``: conv
-    fine-tuning).  ``"auto"``: the kernel for CPU maps, the tables for maps on
-    a GPU.  Only the levels that no finer level is a multiple of are pooled
+    fine-tuning).  ``"auto"``: the CPU kernel for CPU maps, the Triton kernel
+    for maps on a GPU (the tables where Triton is missing).  Only the levels that no finer level is a multiple of are pooled
     from the map; the others are reduced from them (except ``"roipool"``).
     """
     C = fmap.shape[0]
@@ -283,19 +286,22 @@ def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
     N = len(cells)
     if N == 0:
         return fmap.new_zeros((0, C * sum(n * n for n in levels)))
-    if method not in ("auto", "kernel", "tables", "windows", "roipool"):
-        raise ValueError(f"unknown SPP method {method!r} (auto, kernel, tables, windows, roipool)")
+    if method not in METHODS:
+        raise ValueError(f"unknown SPP method {method!r} ({', '.join(METHODS)})")
     if method == "roipool":
         from torchvision.ops import roi_pool
         rois = torch.cat([fmap.new_zeros((N, 1)), torch.from_numpy(cells).to(fmap)], 1)
         return torch.cat([roi_pool(fmap[None], rois, n, 1.0).reshape(N, C * n * n) for n in levels], 1)
     if method == "auto":
-        method = "kernel" if fmap.device.type == "cpu" else "tables"
+        method = ("kernel" if fmap.device.type == "cpu"
+                  else "triton" if spp_triton.available(fmap.device) else "tables")
     if method == "kernel":
         return _spp_pool_kernel(fmap, cells, levels)
     if method == "windows":
         return spp_pool_reference(fmap, cells, levels)
     direct, source = _derive_plan(levels)
+    if method == "triton":
+        return spp_triton.spp_pool_triton(fmap, cells, levels, direct, source)
     pooled: dict[int, torch.Tensor] = {n: _pool_level_sparse(fmap, cells, n) for n in direct}
     for n in sorted(source, reverse=True):  # channels-last reductions: the inner C axis stays contiguous
         m = source[n]

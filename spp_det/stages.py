@@ -83,7 +83,8 @@ def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
     from .pretrain import format_results, pretrain
     train_dir, val_dir = pretrain_folders(ws, progress)
     res = pretrain(train_dir, val_dir, ws.layout.pretrain_dir, ws.cfg.pretrain, ws.cfg.backbone.name,
-                   ws.cfg.model.spp_levels, progress, data_key=stable_hash(_pretrain_training_data(ws)))
+                   ws.cfg.model.spp_levels, progress, data_key=stable_hash(_pretrain_training_data(ws)),
+                   device=ws.models.device)
     print(format_results(res, ws.cfg.pretrain.sizes), flush=True)
     return [ws.layout.pretrained_model, ws.layout.pretrain_dir / "eval.json"]
 

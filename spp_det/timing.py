@@ -30,7 +30,8 @@ from .data.images import resize_short_side
 from .detect import Detections
 from .features import WindowPooler
 from .head import SPPHead, batched
-from .inference import TrainedModels, sync
+from .devices import sync
+from .inference import TrainedModels
 from .linear import LinearModels
 from .models import Backbone
 from .rcnn import RCNNPooler

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .data.voc import ImageRecord
 from .config import NormConfig
+from .devices import on_device
 from .features import InputSource, WindowSource
 from .head import SPPHead, batched
 from .io_utils import load_json, save_json
@@ -43,7 +44,8 @@ class WindowFeatures:
     def __call__(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
         """float32 ``(N, D)`` for internal boxes ``(N, 4)`` of an image of size ``orig_hw``;
         ``maps``: the image's conv maps, one per scale (:meth:`Conv5Cache.load`)."""
-        return self.from_pooled(self.pooler.pool(maps, boxes, orig_hw)).numpy()
+        pooled = self.pooler.pool(on_device(maps, self.device), boxes, orig_hw)
+        return self.from_pooled(pooled).cpu().numpy()
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """SPP pooling and window projection against brute-force implementations of the spec's formulas."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,37 @@ def test_image_level_spp_equals_window_spp_over_whole_map():
     x = torch.randn(3, 9, 11)
     whole = spp_pool(x, np.array([[0, 0, 10, 8]]), (1, 2, 3, 6))
     torch.testing.assert_close(spp_image(x[None], (1, 2, 3, 6)), whole, rtol=0, atol=0)
+
+
+_TRITON_CHECK = r"""
+import sys
+import numpy as np, torch
+from spp_det.spp import spp_pool
+from test_spp import brute_pool
+rng = np.random.default_rng(0)
+fmap = rng.standard_normal((7, 13, 17)).astype(np.float32)
+cells = [(0, 0, 16, 12), (3, 4, 3, 4), (0, 0, 0, 0), (16, 12, 16, 12), (2, 1, 4, 11), (5, 5, 15, 6)]
+for levels in ((1, 2, 3, 6), (2, 5), (4,)):
+    for dtype in (torch.float32, torch.bfloat16):
+        f = torch.from_numpy(fmap).to(dtype)
+        got = spp_pool(f, np.array(cells), levels, method="triton")
+        assert got.dtype == dtype, got.dtype
+        for g, c in zip(got.float().numpy(), cells):
+            np.testing.assert_array_equal(g, brute_pool(f.float().numpy(), c, levels))
+print("ok")
+"""
+
+
+def test_triton_kernel_logic_matches_brute_force_in_tritons_cpu_interpreter():
+    """The GPU kernel (spp_det/spp_triton.py) run by Triton's interpreter on the CPU: the same bins as the
+    brute force, levels pooled from the map and reduced, in float32 and bfloat16 (tests/test_gpu.py runs
+    it compiled on a GPU against the CPU kernel).  Triton 3.6's interpreter cannot take loop bounds
+    loaded from memory under numpy 2 (seen on the GPU machine); 3.8's can."""
+    pytest.importorskip("triton", minversion="3.7")
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                                                                   os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", _TRITON_CHECK], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]

@@ -37,6 +37,8 @@ def main() -> int:
     p.add_argument("--fc-svd", type=int, nargs=2, metavar=("R6", "R7"), help="truncated SVD of fc6/fc7")
     p.add_argument("--fc-dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--device", default="auto")
+    p.add_argument("--proposals", default="fast", choices=["fast", "quality", "rcnn"],
+                   help="paper-shaped models: selective search mode (rcnn needs no opencv-contrib)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default="runs/timing")
     args = p.parse_args()
@@ -46,7 +48,7 @@ def main() -> int:
         import torch
 
         from spp_det import timing
-        from spp_det.features import resolve_device
+        from spp_det.devices import resolve_device
         from spp_det.head import test_time_fc
         from spp_det.io_utils import save_json, save_text
 
@@ -75,7 +77,7 @@ def main() -> int:
             models = timing.paper_shaped_models(build_backbone(args.backbone, args.weights), args.classes,
                                                 args.fc_dim, device=dev)
             models.detector.head = test_time_fc(models.detector.head, args.fc_svd, args.fc_dtype).to(dev)
-            search, calibrate = SearchParams(), True
+            search, calibrate = SearchParams(mode=args.proposals), True
             label = f"{args.backbone}, fc {args.fc_dim}, {args.classes} classes, random weights"
         names = {"spp1": timing.Method(f"SPP {len(args.scales)}-scale", "spp", args.scales),
                  "spp5": timing.Method(f"SPP {len(args.scales5)}-scale", "spp", args.scales5),
