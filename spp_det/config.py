@@ -123,6 +123,10 @@ class FeaturesConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     conv5_root: Optional[str] = None  # shared conv5 cache root (default <workdir>/conv5); hashed per scale
     batch_windows: int = 2048  # windows per fc forward pass
+    # the dtype SPP mode's conv layers compute conv maps in (conv5 cache, Detector, timing; torch autocast
+    # on the device): float32 is the paper; bfloat16 / float16 are faster on a GPU (docs/BENCHMARKS.md,
+    # "On a GPU", for the mAP change).  Not used by training (conv fine-tuning, pre-training) or R-CNN mode.
+    conv_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
 # What the fine-tuning schedule fields left null mean, per ``finetune.recipe`` (the one place these live).

@@ -36,17 +36,19 @@ class ModelFactory:
 
     Receives the config sections it reads: ``backbone``, ``model``, ``rcnn``, ``finetune`` (whether
     and how deep conv layers are fine-tuned; its recipe is resolved here), ``mode`` (``spp`` or
-    ``rcnn``), ``device`` (``features.device``) and the work directory's :class:`Layout`.
+    ``rcnn``), ``device`` (``features.device``), ``conv_dtype`` (``features.conv_dtype``) and the work
+    directory's :class:`Layout`.
     """
 
     def __init__(self, backbone: BackboneConfig, model: ModelConfig, rcnn: RCNNConfig, finetune: FinetuneConfig,
-                 mode: str, device: str, layout: Layout):
+                 mode: str, device: str, layout: Layout, conv_dtype: str = "float32"):
         self.backbone_cfg, self.model_cfg, self.rcnn_cfg, self.finetune_raw = backbone, model, rcnn, finetune
-        self.mode, self.device_name, self.layout = mode, device, layout
+        self.mode, self.device_name, self.layout, self.conv_dtype = mode, device, layout, conv_dtype
 
     @classmethod
     def from_config(cls, cfg: Config, layout: Layout) -> "ModelFactory":
-        return cls(cfg.backbone, cfg.model, cfg.rcnn, cfg.finetune, cfg.mode, cfg.features.device, layout)
+        return cls(cfg.backbone, cfg.model, cfg.rcnn, cfg.finetune, cfg.mode, cfg.features.device, layout,
+                   cfg.features.conv_dtype)
 
     # ------------------------------------------------------------------ settings
     @functools.cached_property
@@ -92,7 +94,9 @@ class ModelFactory:
         if self.backbone_cfg.weights == "pretrain" and not self.layout.pretrained_model.is_file():
             raise FileNotFoundError(f"{self.layout.pretrained_model}: not found; run the pretrain stage first "
                                     "(tools/pretrain_cls.py --config ...)")
-        return build_backbone(self.backbone_cfg.name, self.weights_arg())
+        bb = build_backbone(self.backbone_cfg.name, self.weights_arg())
+        bb.conv_dtype = self.conv_dtype
+        return bb
 
     @functools.cached_property
     def detection_backbone(self) -> Backbone:
@@ -104,6 +108,7 @@ class ModelFactory:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; run the finetune stage first")
         bb = build_backbone(self.backbone_cfg.name, self.weights_arg())
+        bb.conv_dtype = self.conv_dtype
         bb.trunk.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return bb
 
@@ -157,12 +162,16 @@ class ModelFactory:
 
     def conv5_key(self, scale: int, tuned: bool = False) -> str:
         """What one scale's maps depend on besides the image (its cache directory's suffix): the backbone,
-        its weights' bytes (``tuned``: also the bytes of the conv-fine-tuned trunk) and the scale."""
+        its weights' bytes (``tuned``: also the bytes of the conv-fine-tuned trunk), the scale and the conv
+        dtype (only when not float32, so that float32 caches keep their names)."""
         weights = self.weights_key()
         if tuned:
             t = self.layout.tuned_trunk
             weights = {"start": weights, "trunk": file_digest(t) if t.is_file() else None}
-        return stable_hash({"backbone": self.backbone_cfg.name, "weights": weights, "scale": int(scale)}, 8)
+        key = {"backbone": self.backbone_cfg.name, "weights": weights, "scale": int(scale)}
+        if self.conv_dtype != "float32":
+            key["conv_dtype"] = self.conv_dtype
+        return stable_hash(key, 8)
 
     def pooling_key(self, tuned: bool = False) -> dict:
         """What pooled window features depend on (maps of the start or, ``tuned``, the fine-tuned trunk)."""

@@ -137,3 +137,29 @@ def test_torchvision_fc_weights_go_to_matching_pyramid_level(tmp_path):
     x = torch.randn(2, 256, 6, 6)
     pooled = torch.cat([torch.zeros(2, start), x.flatten(1)], 1)
     torch.testing.assert_close(head.fc6(pooled), model.classifier[1](x.flatten(1)), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_dtype_option_computes_maps_in_bf16_and_names_another_cache(tmp_path):
+    """``features.conv_dtype: bfloat16``: conv5 maps come back float32, within bf16 rounding of the float32
+    maps (8-bit mantissas through Lite0's 14 modules), and are cached under another key; float32 keeps its key."""
+    from helpers import tiny_config
+    from spp_det.config import config_from_dict
+    from spp_det.data.images import resize_short_side
+    from spp_det.workspace import Workspace
+    from skimage import data as skdata
+    x = resize_short_side(np.ascontiguousarray(skdata.astronaut()[:, :, ::-1]), 224)
+    bb = build_backbone("lite0", "package")
+    a = bb.conv5(x)
+    bb.conv_dtype = "bfloat16"
+    b = bb.conv5(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape and not torch.equal(a, b)
+    assert float((a - b).abs().max() / a.abs().max()) < 0.1
+    assert float((a - b).norm() / a.norm()) < 0.06  # 0.032 measured (CPU autocast)
+    d = tiny_config(tmp_path, tmp_path / "data")
+    keys = {}
+    for dt in ("float32", "bfloat16"):
+        ws = Workspace(config_from_dict({**d, "features": {"conv_dtype": dt}}))
+        keys[dt] = ws.models.conv5_key(224)
+        assert ws.models.backbone.conv_dtype == dt
+    base = Workspace(config_from_dict(d)).models.conv5_key(224)
+    assert keys["float32"] == base != keys["bfloat16"]

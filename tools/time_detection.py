@@ -36,6 +36,8 @@ def main() -> int:
                    "every part up to all windows (default: all windows)")
     p.add_argument("--fc-svd", type=int, nargs=2, metavar=("R6", "R7"), help="truncated SVD of fc6/fc7")
     p.add_argument("--fc-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--conv-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="the dtype SPP's conv maps are computed in (features.conv_dtype)")
     p.add_argument("--device", default="auto")
     p.add_argument("--proposals", default="fast", choices=["fast", "quality", "rcnn"],
                    help="paper-shaped models: selective search mode (rcnn needs no opencv-contrib)")
@@ -67,6 +69,7 @@ def main() -> int:
             if args.fc_svd:
                 over.append(f"test.fc_svd=[{args.fc_svd[0]}, {args.fc_svd[1]}]")
             over.append(f"test.fc_dtype={args.fc_dtype}")
+            over.append(f"features.conv_dtype={args.conv_dtype}")
             ws = Workspace(load_config(args.config, over))
             models, search, calibrate = timing.models_from_workspace(ws), ws.data.search_params(), False
             label = f"{ws.cfg.name} ({ws.cfg.backbone.name}, trained)"
@@ -74,7 +77,9 @@ def main() -> int:
             from proposals.selective_search import SearchParams
             from spp_det.models import build_backbone
             dev = resolve_device(args.device)
-            models = timing.paper_shaped_models(build_backbone(args.backbone, args.weights), args.classes,
+            backbone = build_backbone(args.backbone, args.weights)
+            backbone.conv_dtype = args.conv_dtype
+            models = timing.paper_shaped_models(backbone, args.classes,
                                                 args.fc_dim, device=dev)
             models.detector.head = test_time_fc(models.detector.head, args.fc_svd, args.fc_dtype).to(dev)
             search, calibrate = SearchParams(mode=args.proposals), True
@@ -88,6 +93,7 @@ def main() -> int:
         machine = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
                    else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
         fc = "" if not (args.fc_svd or args.fc_dtype != "float32") else f", fc svd {args.fc_svd} {args.fc_dtype}"
+        fc += "" if args.conv_dtype == "float32" else f", conv {args.conv_dtype}"
         title = (f"Per-image time, {len(files)} images from {src} ({label}{fc}; {machine}; "
                  f"{summary[methods[0].name]['windows_per_image']:.0f} windows/image"
                  + (f"; R-CNN timed on {args.rcnn_windows} windows/image, scaled" if args.rcnn_windows else "") + ")")

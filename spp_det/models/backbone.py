@@ -80,6 +80,7 @@ class Backbone:
     preprocess: Preprocess
     fc_init: Optional[FcInit] = None
     input_size: int = 224  # the classifier's input side: what R-CNN mode warps each window to
+    conv_dtype: str = "float32"  # what conv5() computes in (``features.conv_dtype``): float32, bfloat16, float16
     geometry: Geometry = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,8 +98,14 @@ class Backbone:
 
     @torch.no_grad()
     def conv5(self, image_bgr: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-        """Conv map ``(C, H', W')`` of one already-resized BGR uint8 image."""
-        return self.trunk(self.preprocess.batch(image_bgr, device))[0].contiguous()
+        """Conv map ``(C, H', W')`` (float32) of one already-resized BGR uint8 image, computed in
+        :attr:`conv_dtype` (torch autocast on the trunk's device)."""
+        x = self.preprocess.batch(image_bgr, device)
+        if self.conv_dtype == "float32":
+            return self.trunk(x)[0].contiguous()
+        with torch.autocast(x.device.type, dtype=getattr(torch, self.conv_dtype)):
+            y = self.trunk(x)
+        return y[0].float().contiguous()
 
     def to(self, device: str | torch.device) -> "Backbone":
         self.trunk.to(device)
