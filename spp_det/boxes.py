@@ -94,7 +94,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
     """:func:`nms` within each label at once (boxes of different labels never suppress each other);
     returns kept indices, highest score first.  One ``torchvision.ops.batched_nms`` call instead of one
-    :func:`nms` per class (20 classes: 4.2 ms per image on the H100 machine's CPU; docs/BENCHMARKS.md)."""
+    :func:`nms` per class (20 classes: 4.2 ms per image on the H100 machine's CPU; docs/BENCHMARKS.md, "On a GPU")."""
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
     keep = tvops.batched_nms(to_exclusive(np.asarray(boxes, dtype=np.float32)),

@@ -83,7 +83,9 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
 
 def combine(parts: list[Detections], num_classes: int, cfg: TestConfig) -> Detections:
     """Union of detections of one image (e.g. several models' :func:`candidates`), then per-class NMS
-    at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination)."""
+    at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination).  Output
+    grouped by class in label order.  ``num_classes`` is not needed by the one batched NMS call; the
+    argument stays for the callers."""
     allx = Detections.concat(parts)
     keep = batched_nms(allx.boxes, allx.scores, allx.labels, cfg.nms)  # score order, all classes
     labels = allx.labels[keep]

@@ -83,7 +83,7 @@ class LinearModels:
     def class_deltas(self, x, picks: "list[tuple[int, np.ndarray]]") -> "list[np.ndarray]":
         """``[(N_k, K)]``: :meth:`deltas` of rows ``rows_k`` of ``x`` for class ``c_k``, for each ``(c_k, rows_k)``
         of ``picks``.  On a GPU one product for all classes of the rows any class picked, and one copy
-        back (20 per-class round trips cost 7.9 ms per image on the H100; docs/BENCHMARKS.md, "GPU")."""
+        back (20 per-class round trips cost 7.9 ms per image on the H100; docs/BENCHMARKS.md, "On a GPU")."""
         if not _on_gpu(x) or not picks:
             return [self.deltas(x[rows], c) for c, rows in picks]
         rows = np.unique(np.concatenate([r for _, r in picks]))

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from .devices import sync
 from .models import Backbone
 from .spp import spp_dim, spp_image
 
@@ -142,8 +143,7 @@ class RCNNPooler:
             x = self.canvases(image_bgr, boxes[i:i + self.batch]).to(self.device)
             t1 = time.perf_counter()
             out[i:i + len(x)] = spp_image(trunk(x), self.levels).float()
-            if self.device.type == "cuda":  # the timings cover the GPU's work
-                torch.cuda.synchronize(self.device)
+            sync(self.device)  # the timings cover the GPU's work
             t_conv += time.perf_counter() - t1
             t_warp += t1 - t0
         self.last_times = {"warp": t_warp, "conv": t_conv}

@@ -20,3 +20,22 @@ def tiny_config(tmp: Path, data_root: Path, **over) -> dict:
     for k, v in over.items():
         cfg.setdefault(k, {}).update(v) if isinstance(v, dict) else cfg.__setitem__(k, v)
     return cfg
+
+
+def kill_finetune_at(ws, iteration: int, monkeypatch) -> None:
+    """Run ``ws``'s finetune stage and kill it (KeyboardInterrupt) when it reaches ``iteration``: what a
+    resume test then restarts from the last snapshot."""
+    import pytest
+
+    import spp_det.finetune as ft
+    from spp_det.pipeline import run_stage
+    real = ft.lr_at
+
+    def crash(it, *rest):
+        if it == iteration:
+            raise KeyboardInterrupt
+        return real(it, *rest)
+    monkeypatch.setattr(ft, "lr_at", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ws, "finetune", progress=False)
+    monkeypatch.setattr(ft, "lr_at", real)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.ops as tvops
 
-from spp_det.boxes import box_iou, clip_boxes, flip_boxes, internal_to_voc, nms, voc_to_internal
+from spp_det.boxes import batched_nms, box_iou, clip_boxes, flip_boxes, internal_to_voc, nms, voc_to_internal
 from spp_det.data.images import ImageError, load_image, resize_short_side
 from spp_det.data.synthetic import CLASSES, make_synthetic_voc
 from spp_det.data.voc import DatasetError, VOCDataset
@@ -191,6 +191,21 @@ def test_nms_uses_plus_one_overlap():
     # IoU(0, 1) = 50/100 = 0.5 with the +1 rule (0.444 without it)
     assert list(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.49)) == [0, 2]
     assert list(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5)) == [0, 1, 2]
+
+
+def test_batched_nms_equals_nms_class_by_class():
+    """One call for all classes (what the test stage runs) against a plain loop over :func:`nms`,
+    overlapping boxes of different classes included."""
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 50, 600):
+        x1, y1 = rng.uniform(0, 300, n), rng.uniform(0, 200, n)
+        boxes = np.stack([x1, y1, x1 + rng.uniform(0, 80, n), y1 + rng.uniform(0, 80, n)], 1)
+        scores, labels = rng.standard_normal(n), rng.integers(0, 5, n)
+        got = batched_nms(boxes, scores, labels, 0.3)
+        want = np.concatenate([np.nonzero(labels == c)[0][nms(boxes[labels == c], scores[labels == c], 0.3)]
+                               for c in range(5)] + [np.zeros(0, np.int64)])
+        assert sorted(got.tolist()) == sorted(want.tolist())
+        assert (np.diff(scores[got]) <= 0).all()  # highest score first
 
 
 def test_conversions_and_clipping():

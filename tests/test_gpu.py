@@ -209,7 +209,7 @@ def test_rcnn_mode_conv_finetuning_and_pretraining_run_on_the_gpu(tiny_runs):
 def test_finetuning_on_the_gpu_resumes_to_the_uninterrupted_result(tiny_runs, monkeypatch):
     import shutil
 
-    import spp_det.finetune as ft
+    from helpers import kill_finetune_at
     from spp_det.config import config_from_dict
     from spp_det.pipeline import run_stage
     from spp_det.workspace import Workspace
@@ -218,16 +218,7 @@ def test_finetuning_on_the_gpu_resumes_to_the_uninterrupted_result(tiny_runs, mo
     work2 = tmp / "gpu_resume"
     shutil.copytree(ws.root, work2, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
     ws2 = Workspace(config_from_dict({**d, "workdir": str(work2)}))
-    real = ft.lr_at
-
-    def crash(it, *rest):
-        if it == 25:
-            raise KeyboardInterrupt
-        return real(it, *rest)
-    monkeypatch.setattr(ft, "lr_at", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(ws2, "finetune", progress=False)
-    monkeypatch.setattr(ft, "lr_at", real)
+    kill_finetune_at(ws2, 25, monkeypatch)
     run_stage(ws2, "finetune", progress=False)
     a, b = torch.load(ws.layout.head), torch.load(ws2.layout.head)
     for k in a:  # dropout draws from the GPU's generator: restored with the checkpoint

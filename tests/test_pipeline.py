@@ -15,7 +15,7 @@ from spp_det.data.synthetic import CLASSES
 from spp_det.pipeline import run_pipeline, run_stage
 from spp_det.stages import stage_done, stage_key
 from spp_det.workspace import Workspace
-from helpers import tiny_config
+from helpers import kill_finetune_at, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,18 +78,8 @@ def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
     shutil.copytree(ws.root, work2, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
     cfg2 = config_from_dict({**cfg.to_dict(), "workdir": str(work2)})
     ws2 = Workspace(cfg2)
-    import spp_det.finetune as ft
-    real = ft.lr_at
-
-    def crash(it, *rest):
-        if it == 25:
-            raise KeyboardInterrupt  # killed between snapshots (the last one was at 20)
-        return real(it, *rest)
-    monkeypatch.setattr(ft, "lr_at", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(ws2, "finetune", progress=False)
+    kill_finetune_at(ws2, 25, monkeypatch)  # killed between snapshots (the last one was at 20)
     assert torch.load(work2 / "finetune" / "ckpt.pt", weights_only=False)["iter"] == 20
-    monkeypatch.setattr(ft, "lr_at", real)
     run_stage(ws2, "finetune", progress=False)
     a = torch.load(ws.root / "finetune" / "best.pt")
     b = torch.load(work2 / "finetune" / "best.pt")
@@ -298,17 +288,7 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     work3 = tmp / "work_conv_resume"
     shutil.copytree(ws2.root, work3, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
     ws3 = Workspace(config_from_dict({**d, "workdir": str(work3)}))
-    import spp_det.finetune as ft
-    real = ft.lr_at
-
-    def crash(it, *rest):
-        if it == 4:
-            raise KeyboardInterrupt  # the last snapshot was at 3
-        return real(it, *rest)
-    monkeypatch.setattr(ft, "lr_at", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(ws3, "finetune", progress=False)
-    monkeypatch.setattr(ft, "lr_at", real)
+    kill_finetune_at(ws3, 4, monkeypatch)  # the last snapshot was at 3
     run_stage(ws3, "finetune", progress=False)
     again = torch.load(ws3.layout.tuned_trunk, weights_only=True)
     for k in tuned:

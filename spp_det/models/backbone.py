@@ -39,7 +39,7 @@ class Preprocess:
         """BGR uint8 ``(H, W, 3)`` -> float32 ``(1, 3, H, W)`` in channels-last memory on ``device``: the
         same values as :meth:`__call__` (the same float32 subtraction and division).  For a GPU the
         uint8 image is moved first and the GPU does the arithmetic (a quarter of the bytes to copy, no
-        CPU pass over the pixels: docs/BENCHMARKS.md, "GPU"); on the CPU numpy's path is kept (15 vs
+        CPU pass over the pixels: docs/BENCHMARKS.md, "On a GPU"); on the CPU numpy's path is kept (15 vs
         18 ms with torch's at 688 x 917 on 2 cores)."""
         if torch.device(device).type == "cpu":
             return self(image_bgr).unsqueeze(0).contiguous(memory_format=torch.channels_last)
