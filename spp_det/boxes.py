@@ -91,13 +91,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return keep.numpy()
 
 
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float,
+                device: torch.device | str = "cpu") -> np.ndarray:
     """:func:`nms` within each label at once (boxes of different labels never suppress each other);
     returns kept indices, highest score first.  One ``torchvision.ops.batched_nms`` call instead of one
-    :func:`nms` per class (20 classes: 4.2 ms per image on the H100 machine's CPU; docs/BENCHMARKS.md, "On a GPU")."""
+    :func:`nms` per class (20 classes: 4.2 ms per image on the H100 machine's CPU; docs/BENCHMARKS.md,
+    "On a GPU").  ``device``: where it runs (boxes and scores are moved there; kept indices come back)."""
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
-    keep = tvops.batched_nms(to_exclusive(np.asarray(boxes, dtype=np.float32)),
-                             torch.as_tensor(np.asarray(scores, dtype=np.float32)),
-                             torch.as_tensor(np.asarray(labels, dtype=np.int64)), float(iou_threshold))
-    return keep.numpy()
+    keep = tvops.batched_nms(to_exclusive(np.asarray(boxes, dtype=np.float32)).to(device),
+                             torch.as_tensor(np.asarray(scores, dtype=np.float32)).to(device),
+                             torch.as_tensor(np.asarray(labels, dtype=np.int64)).to(device), float(iou_threshold))
+    return keep.cpu().numpy()
