@@ -78,11 +78,11 @@ def on_gpu(fmap: torch.Tensor, cells: np.ndarray, rois: torch.Tensor, dev: torch
     def roi_pool4() -> torch.Tensor:
         return torch.cat([tvops.roi_pool(g[None], r, k, 1.0).reshape(n, -1) for k in (1, 2, 3, 6)], 1)
 
+    gb = g.to(torch.bfloat16)
     runs = {"spp_pool triton kernel (default)": lambda: spp_pool(g, cells, method="triton"),
             "spp_pool triton kernel, bf16 map": lambda: spp_pool(gb, cells, method="triton"),
             "spp_pool range-max tables": lambda: spp_pool(g, cells, method="tables"),
             "4 x torchvision.ops.roi_pool": roi_pool4}
-    gb = g.to(torch.bfloat16)
     for name, fn in runs.items():
         want = ref.to(torch.bfloat16) if "bf16" in name else ref
         assert torch.equal(fn().cpu(), want), f"{name} differs from the CPU kernel"

@@ -94,9 +94,7 @@ class ModelFactory:
         if self.backbone_cfg.weights == "pretrain" and not self.layout.pretrained_model.is_file():
             raise FileNotFoundError(f"{self.layout.pretrained_model}: not found; run the pretrain stage first "
                                     "(tools/pretrain_cls.py --config ...)")
-        bb = build_backbone(self.backbone_cfg.name, self.weights_arg())
-        bb.conv_dtype = self.conv_dtype
-        return bb
+        return build_backbone(self.backbone_cfg.name, self.weights_arg(), self.conv_dtype)
 
     @functools.cached_property
     def detection_backbone(self) -> Backbone:
@@ -107,8 +105,7 @@ class ModelFactory:
         path = self.layout.tuned_trunk
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; run the finetune stage first")
-        bb = build_backbone(self.backbone_cfg.name, self.weights_arg())
-        bb.conv_dtype = self.conv_dtype
+        bb = build_backbone(self.backbone_cfg.name, self.weights_arg(), self.conv_dtype)
         bb.trunk.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return bb
 

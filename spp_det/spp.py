@@ -278,8 +278,9 @@ def spp_pool(fmap: torch.Tensor, cells: np.ndarray | torch.Tensor,
     per level (a cell window ``[x1, x2]`` at spatial scale 1 has exactly our
     bins; the only method that back-propagates into ``fmap``: conv
     fine-tuning).  ``"auto"``: the CPU kernel for CPU maps, the Triton kernel
-    for maps on a GPU (the tables where Triton is missing).  Only the levels that no finer level is a multiple of are pooled
-    from the map; the others are reduced from them (except ``"roipool"``).
+    for maps on a GPU (the tables where Triton is missing).  Only the levels
+    that no finer level is a multiple of are pooled from the map; the others
+    are reduced from them (except ``"roipool"``).
     """
     C = fmap.shape[0]
     cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)

@@ -77,10 +77,8 @@ def main() -> int:
             from proposals.selective_search import SearchParams
             from spp_det.models import build_backbone
             dev = resolve_device(args.device)
-            backbone = build_backbone(args.backbone, args.weights)
-            backbone.conv_dtype = args.conv_dtype
-            models = timing.paper_shaped_models(backbone, args.classes,
-                                                args.fc_dim, device=dev)
+            models = timing.paper_shaped_models(build_backbone(args.backbone, args.weights, args.conv_dtype),
+                                                args.classes, args.fc_dim, device=dev)
             models.detector.head = test_time_fc(models.detector.head, args.fc_svd, args.fc_dtype).to(dev)
             search, calibrate = SearchParams(mode=args.proposals), True
             label = f"{args.backbone}, fc {args.fc_dim}, {args.classes} classes, random weights"

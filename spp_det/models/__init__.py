@@ -62,10 +62,13 @@ BACKBONES: dict[str, Callable[[Optional[str]], Backbone]] = {
 }
 
 
-def build_backbone(name: str, weights: Optional[str] = None) -> Backbone:
+def build_backbone(name: str, weights: Optional[str] = None, conv_dtype: str = "float32") -> Backbone:
+    """Backbone ``name`` with ``weights``; ``conv_dtype``: what :meth:`Backbone.conv5` computes in."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
-    return BACKBONES[name](weights)
+    bb = BACKBONES[name](weights)
+    bb.conv_dtype = conv_dtype
+    return bb
 
 
 __all__ = ["Backbone", "FcInit", "Geometry", "Preprocess", "WithinChannelLRN", "BACKBONES",

@@ -39,8 +39,9 @@ class Preprocess:
         """BGR uint8 ``(H, W, 3)`` -> float32 ``(1, 3, H, W)`` in channels-last memory on ``device``: the
         same values as :meth:`__call__` (the same float32 subtraction and division).  For a GPU the
         uint8 image is moved first and the GPU does the arithmetic (a quarter of the bytes to copy, no
-        CPU pass over the pixels: docs/BENCHMARKS.md, "On a GPU"); on the CPU numpy's path is kept (15 vs
-        18 ms with torch's at 688 x 917 on 2 cores)."""
+        CPU pass over the pixels: docs/BENCHMARKS.md, "On a GPU").  On the CPU the numpy path is kept, so
+        that CPU conv maps stay bit for bit those already cached under the same conv5 key (two ad-hoc
+        timings of the two paths at 688 x 917 on 2 cores disagreed on which is faster)."""
         if torch.device(device).type == "cpu":
             return self(image_bgr).unsqueeze(0).contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(np.ascontiguousarray(image_bgr)).to(device, non_blocking=True)
