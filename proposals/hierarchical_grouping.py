@@ -23,7 +23,10 @@ its position in its grouping counted from the top (the last merge, the whole ima
 uniform random number (seeded: reproducible); all groupings' boxes are sorted by priority, boxes
 with a side under ``min_side`` (R-CNN: 20 px) are dropped, duplicates keep their best-ranked copy,
 and the first ``max_boxes`` stay. So when the cap bites, it cuts the bottom of the hierarchies (the
-many small initial segments) first, not a random sample.
+many small initial segments) first, not a random sample. ``ranking="opencv"`` ranks as OpenCV's
+``ximgproc`` does instead ("inverted from the paper" in its source): a box's level counted from the
+bottom (initial regions 1, a merge one more than its higher part) times a uniform random number, so
+the cap cuts the large merges first and keeps small regions (:data:`RANKINGS`).
 
 Where this differs from R-CNN's MATLAB code: the segmentation runs on OpenCV's 8-bit HSV_FULL / Lab
 images (Euclidean colour distance; not MATLAB's colour conversions) and breaks weight ties by numpy's
@@ -47,6 +50,19 @@ STRATEGIES = {"ctsf": (1.0, 1.0, 1.0, 1.0), "tsf": (0.0, 1.0, 1.0, 1.0), "cs": (
 _CONVERSIONS = {"hsv": cv2.COLOR_BGR2HSV_FULL, "lab": cv2.COLOR_BGR2Lab, "rgb": cv2.COLOR_BGR2RGB}
 
 
+# A box's priority before the random factor (lower: kept first), from its grouping's levels (regions
+# in creation order: initial ones, then each merge; level 1 for initial regions, a merge one more than
+# its higher part).
+RANKINGS = {
+    # R-CNN (selective_search_boxes.m): position counted from the top, the last merge (whole image) is 1,
+    # so a cap cuts the many small initial regions first
+    "rcnn": lambda level: np.arange(len(level), 0, -1, dtype=np.float64),
+    # OpenCV (ximgproc hierarchicalGrouping, "inverted from the paper"): the level counted from the
+    # bottom, so small regions come first and a cap cuts the large merges
+    "opencv": lambda level: level.astype(np.float64),
+}
+
+
 @dataclass(frozen=True)
 class GroupingParams:
     """R-CNN's fast mode by default (``selective_search_boxes.m``: HSV and Lab, k 50 and 100,
@@ -56,6 +72,7 @@ class GroupingParams:
     ks: tuple[int, ...] = (50, 100)
     sigma: float = 0.8
     strategies: tuple[str, ...] = ("ctsf", "tsf")
+    ranking: str = "rcnn"  # or "opencv": see RANKINGS
     min_side: int = 20
     max_boxes: int = 2000
     seed: int = 0
@@ -262,8 +279,10 @@ def _similarity(a, b, size, box, hc, ht, weights, image_size):
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _group(size0, box0, hc0, ht0, pairs0, weights, image_size):
-    """Greedy hierarchical grouping; returns the boxes of all ``2n - 1`` regions (initial ones first,
-    then merged ones in merge order; fewer if the region graph is disconnected)."""
+    """Greedy hierarchical grouping; returns the boxes ``(t, 4)`` of all ``t = 2n - 1`` regions (initial
+    ones first, then merged ones in merge order; fewer if the region graph is disconnected) and their
+    levels ``(t,)`` counted from the bottom (initial regions 1, a merge one more than its higher part,
+    as OpenCV's ``hierarchicalGrouping`` counts them)."""
     n = size0.shape[0]
     m = 2 * n - 1
     size = np.zeros(m)
@@ -274,6 +293,7 @@ def _group(size0, box0, hc0, ht0, pairs0, weights, image_size):
     box[:n] = box0
     hc[:n] = hc0
     ht[:n] = ht0
+    level = np.ones(m, np.int64)
     alive = np.zeros(m, np.bool_)
     alive[:n] = True
     cap = pairs0.shape[0] + n + 16
@@ -295,6 +315,7 @@ def _group(size0, box0, hc0, ht0, pairs0, weights, image_size):
         a, b = pa[best], pb[best]
         sa, sb = size[a], size[b]
         size[t] = sa + sb
+        level[t] = max(level[a], level[b]) + 1
         box[t, 0] = min(box[a, 0], box[b, 0])
         box[t, 1] = min(box[a, 1], box[b, 1])
         box[t, 2] = max(box[a, 2], box[b, 2])
@@ -327,17 +348,17 @@ def _group(size0, box0, hc0, ht0, pairs0, weights, image_size):
             ps[npairs] = _similarity(o, t, size, box, hc, ht, weights, image_size)
             npairs += 1
         t += 1
-    return box[:t].copy()
+    return box[:t].copy(), level[:t].copy()
 
 
 def group(labels: np.ndarray, image: np.ndarray, strategy: str) -> np.ndarray:
     """Boxes ``(2n - 1, 4)`` (internal) of the hierarchy grown from the regions of ``labels`` on the
     colour-space ``image`` with similarity ``strategy`` (:data:`STRATEGIES`): the n initial regions,
     then each merge in order (the last is the whole image, for a connected region graph)."""
-    return _group_features(region_features(labels, pixel_bins(image)), strategy, labels.size)
+    return _group_features(region_features(labels, pixel_bins(image)), strategy, labels.size)[0]
 
 
-def _group_features(features: tuple, strategy: str, image_size: int) -> np.ndarray:
+def _group_features(features: tuple, strategy: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     size, box, hc, ht, pairs = features
     return _group(size, box, hc, ht, pairs, np.asarray(STRATEGIES[strategy], np.float64), float(image_size))
 
@@ -352,9 +373,9 @@ def hierarchical_grouping(image_bgr: np.ndarray, params: GroupingParams = Groupi
         for labels in graph_segmentations(img, params.ks, params.sigma):
             features = region_features(labels, bins)
             for strategy in params.strategies:
-                b = _group_features(features, strategy, labels.size)
+                b, level = _group_features(features, strategy, labels.size)
                 boxes.append(b)
-                priority.append(np.arange(len(b), 0, -1, dtype=np.float64))  # the top (last merge) is 1
+                priority.append(RANKINGS[params.ranking](level))
     boxes_all = np.concatenate(boxes)
     prio = np.concatenate(priority) * rng.random(len(boxes_all))
     boxes_all = boxes_all[np.argsort(prio, kind="stable")]

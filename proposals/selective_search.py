@@ -31,6 +31,7 @@ class SearchParams:
     min_size: int = 8
     max_image_side: Optional[int] = None
     defer_iou: Optional[float] = None
+    ranking: str = "rcnn"  # mode rcnn only (OpenCV's modes rank as OpenCV does): hierarchical_grouping.RANKINGS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,8 +85,8 @@ def selective_search(image_bgr: np.ndarray, params: SearchParams = SearchParams(
         from .hierarchical_grouping import GroupingParams, hierarchical_grouping
         ks = (params.base_k, params.base_k + params.inc_k)
         # min_side 1 and no cap here: both apply below, after the boxes are mapped back
-        boxes = hierarchical_grouping(img, GroupingParams(ks=ks, sigma=params.sigma, min_side=1,
-                                                          max_boxes=1 << 30)).astype(np.float64)
+        boxes = hierarchical_grouping(img, GroupingParams(ks=ks, sigma=params.sigma, ranking=params.ranking,
+                                                          min_side=1, max_boxes=1 << 30)).astype(np.float64)
     else:
         boxes = _opencv_boxes(img, params)
     if r != 1.0:  # back to the original image's pixel indices (edges scale as extents)

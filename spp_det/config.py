@@ -87,6 +87,10 @@ class ProposalsConfig:
     # when more than max_boxes boxes remain, boxes overlapping a better-ranked box by IoU >= this move
     # behind the others before the cap (near-duplicates go first; beyond R-CNN); null: plain truncation
     defer_iou: Optional[float] = None
+    # mode rcnn's ranking (what a max_boxes cap keeps; OpenCV's modes always rank as OpenCV does): rcnn =
+    # R-CNN's, the hierarchy counted from the top x random (small regions cut first); opencv = OpenCV's,
+    # counted from the bottom x random (large merges cut first; proposals/hierarchical_grouping.RANKINGS)
+    ranking: Literal["rcnn", "opencv"] = "rcnn"
     workers: int = 2
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
     cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked

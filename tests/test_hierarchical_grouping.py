@@ -8,6 +8,7 @@ from proposals.hierarchical_grouping import (
     COLOUR_BINS, ORIENTATIONS, STRATEGIES, TEXTURE_BINS, GroupingParams, graph_segmentations, group,
     hierarchical_grouping, pixel_bins, region_features,
 )
+from proposals.hierarchical_grouping import _group_features
 from proposals.selective_search import SearchParams, selective_search
 
 
@@ -103,8 +104,9 @@ def test_pixel_bins_follow_their_formulas():
             assert (got == expect).mean() > 0.99  # float32 vs float64 rounding at bin edges only
 
 
-def _brute_force_hierarchy(labels: np.ndarray, bins, weights) -> np.ndarray:
-    """Greedy grouping over pixel sets: every similarity recomputed from the pixels of the union."""
+def _brute_force_hierarchy(labels: np.ndarray, bins, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy grouping over pixel sets: every similarity recomputed from the pixels of the union.
+    Returns the boxes and the levels (height above the initial regions, which are 1)."""
     h, w = labels.shape
     cbin, tbin = (b.reshape(h * w, -1) for b in bins)
     nc, nt = 3 * COLOUR_BINS, 3 * ORIENTATIONS * TEXTURE_BINS
@@ -128,6 +130,7 @@ def _brute_force_hierarchy(labels: np.ndarray, bins, weights) -> np.ndarray:
                 + weights[3] * (1 - ((u[2] - u[0] + 1) * (u[3] - u[1] + 1) - len(pa) - len(pb)) / (h * w)))
 
     out = [box(regions[r]) for r in sorted(regions)]
+    level = {r: 1 for r in regions}
     nxt = len(regions)
     while len(regions) > 1:
         grid = lab.reshape(h, w)
@@ -136,10 +139,11 @@ def _brute_force_hierarchy(labels: np.ndarray, bins, weights) -> np.ndarray:
             np.stack([grid[:-1].ravel(), grid[1:].ravel()], 1)]) if a != b}
         a, b = max(sorted(adj), key=lambda p: sim(*p))
         regions[nxt] = np.concatenate([regions.pop(a), regions.pop(b)])
+        level[nxt] = max(level[a], level[b]) + 1
         lab[regions[nxt]] = nxt
         out.append(box(regions[nxt]))
         nxt += 1
-    return np.array(out)
+    return np.array(out), np.array([level[r] for r in sorted(level)])
 
 
 @pytest.mark.parametrize("strategy", ["ctsf", "tsf", "c"])
@@ -151,7 +155,10 @@ def test_grouping_matches_a_brute_force_greedy_merge(strategy):
     bins = pixel_bins(img)
     got = group(labels, img, strategy)
     assert got.shape == (2 * 20 - 1, 4)
-    np.testing.assert_array_equal(got, _brute_force_hierarchy(labels, bins, STRATEGIES[strategy]))
+    expect_boxes, expect_levels = _brute_force_hierarchy(labels, bins, STRATEGIES[strategy])
+    np.testing.assert_array_equal(got, expect_boxes)
+    _, levels = _group_features(region_features(labels, bins), strategy, labels.size)
+    np.testing.assert_array_equal(levels, expect_levels)  # what the opencv ranking ranks by
     np.testing.assert_array_equal(got[-1], [0, 0, 35, 29])  # the last merge is the whole image
 
 
@@ -193,6 +200,25 @@ def test_ranking_is_rcnns_and_the_cap_keeps_the_top_of_the_hierarchies():
     # reproducible; another seed ranks differently
     np.testing.assert_array_equal(hierarchical_grouping(img), hierarchical_grouping(img))
     assert not np.array_equal(hierarchical_grouping(img, GroupingParams(seed=1)), full[:2000])
+
+
+def test_opencv_ranking_puts_low_regions_first_and_the_cap_keeps_them():
+    img = _scene(0)
+    rcnn = hierarchical_grouping(img, GroupingParams(max_boxes=10 ** 6, min_side=8))
+    full = hierarchical_grouping(img, GroupingParams(max_boxes=10 ** 6, min_side=8, ranking="opencv"))
+    # the same boxes, ranked differently
+    assert len(full) == len(rcnn) and not np.array_equal(full, rcnn)
+    np.testing.assert_array_equal(np.unique(full, axis=0), np.unique(rcnn, axis=0))
+    capped = hierarchical_grouping(img, GroupingParams(max_boxes=30, min_side=8, ranking="opencv"))
+    np.testing.assert_array_equal(capped, full[:30])
+    # priority = level from the bottom x uniform: the whole image (the highest level; its best copy of the
+    # 8 groupings' kept) ranks later than in R-CNN's ranking, and the first boxes are smaller
+    whole = [np.flatnonzero((b == [0, 0, 159, 119]).all(1))[0] for b in (full, rcnn)]
+    assert whole[0] > 3 * whole[1]
+    area = lambda b: ((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)).mean()
+    assert area(full[:30]) < 0.5 * area(rcnn[:30])
+    # through selective_search (mode rcnn, proposals.ranking)
+    np.testing.assert_array_equal(selective_search(img, SearchParams(mode="rcnn", ranking="opencv")), full)
 
 
 def test_rcnn_mode_through_selective_search_maps_downscaled_boxes_back():

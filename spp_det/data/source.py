@@ -87,6 +87,8 @@ class DataSource:
                        min_size=p.min_size, max_image_side=p.max_image_side)
             if p.defer_iou is not None:  # only when set: proposals made before the option keep their key
                 key["defer_iou"] = p.defer_iou
+            if p.mode == "rcnn" and p.ranking != "rcnn":  # likewise
+                key["ranking"] = p.ranking
         return stable_hash(key)
 
     # ------------------------------------------------------------------ proposals
@@ -95,7 +97,7 @@ class DataSource:
         from proposals.selective_search import SearchParams
         p = self.proposals_cfg
         return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side,
-                            p.defer_iou)
+                            p.defer_iou, p.ranking)
 
     def proposals(self, split: str) -> dict[str, np.ndarray]:
         """Image id -> proposals ``(N, 4)`` of ``split`` (an error if the file's key is not this config's)."""
