@@ -10,7 +10,7 @@ ranks (``proposals.ranking: opencv``). Choose settings on the
 train/val splits (``--split val``, the default); report test once.
 
 Usage: python benchmarks/bench_proposal_recall.py [--configs configs/demo.yaml ...] [--split val]
-       [--limit 60] [--out docs/proposal_recall]
+       [--limit 60] [--only METHOD ...] [--out docs/proposal_recall]
 """
 import argparse
 import time
@@ -48,6 +48,8 @@ def main() -> int:
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=60, help="first N images of the split (0: all)")
+    p.add_argument("--only", action="append", metavar="METHOD", help="run only this method (its exact name "
+                   "in the table; repeatable)")
     p.add_argument("--out", default="docs/proposal_recall", help="PNG prefix: <out>_<config name>.png")
     args = p.parse_args()
     setup_logging()
@@ -55,6 +57,11 @@ def main() -> int:
     def go() -> None:
         cv2.setNumThreads(1)
         methods = settings()
+        if args.only:
+            unknown = sorted(set(args.only) - set(methods))
+            if unknown:
+                raise ValueError(f"--only: unknown method {unknown[0]!r}; the methods are {sorted(methods)}")
+            methods = {k: v for k, v in methods.items() if k in args.only}
         for c in args.configs:
             cfg = load_config(c)
             records = VOCDataset(cfg.dataset.root, args.split, cfg.dataset.classes).records

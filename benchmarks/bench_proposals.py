@@ -23,7 +23,7 @@ from proposals.selective_search import SearchParams, selective_search
 from spp_det.data.images import load_image
 
 METHODS = {
-    "opencv fast, k 50/100 (default)": SearchParams(mode="fast", base_k=50, inc_k=50),
+    "opencv fast, k 50/100 (the default until issue 11)": SearchParams(mode="fast", base_k=50, inc_k=50),
     "opencv fast, k 150/300 (OpenCV's defaults)": SearchParams(mode="fast", base_k=150, inc_k=150),
     "rcnn fast mode (ours), k 50/100": SearchParams(mode="rcnn", base_k=50, inc_k=50),
 }

@@ -1,9 +1,10 @@
-"""Selective search producing internal boxes: OpenCV's (ximgproc) or R-CNN's fast mode re-implemented.
+"""Selective search producing internal boxes: R-CNN's fast mode re-implemented, or OpenCV's (ximgproc).
 
-``mode``: ``fast`` / ``quality`` are OpenCV's strategy sets (fast: HSV and Lab colour spaces, k in
-{base_k, base_k + inc_k} = {50, 100}, two similarity strategies; boxes ranked by OpenCV's own random
-order); ``rcnn`` is R-CNN's fast mode (:mod:`proposals.hierarchical_grouping`: the same colour spaces,
-k and strategies, ranked by hierarchy level x random as R-CNN ranks them).
+``mode``: ``rcnn`` (the default) is R-CNN's fast mode (:mod:`proposals.hierarchical_grouping`: HSV
+and Lab colour spaces, k in {base_k, base_k + inc_k} = {50, 100}, two similarity strategies, ranked
+by hierarchy level x random as R-CNN ranks them, or as OpenCV does with ``ranking="opencv"``);
+``fast`` / ``quality`` are OpenCV's strategy sets (fast: the same colour spaces, k and strategies;
+boxes ranked by OpenCV's own random order).
 Output boxes: float32 ``(N, 4)`` ``x1, y1, x2, y2``, 0-based inclusive pixel
 indices of the image passed in, in the method's ranking order, duplicates
 and boxes under ``min_size`` px on either side removed, at most ``max_boxes``; with ``defer_iou``,
@@ -23,7 +24,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SearchParams:
-    mode: str = "fast"
+    mode: str = "rcnn"
     base_k: int = 50
     inc_k: int = 50
     sigma: float = 0.8
