@@ -77,6 +77,10 @@ class GroupingParams:
     max_boxes: int = 2000
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.ranking not in RANKINGS:
+            raise ValueError(f"unknown selective search ranking {self.ranking!r}: one of {sorted(RANKINGS)}")
+
 
 # ---------------------------------------------------------------------------------------- segmentation
 @numba.njit(cache=True, nogil=True)

@@ -219,6 +219,8 @@ def test_opencv_ranking_puts_low_regions_first_and_the_cap_keeps_them():
     assert area(full[:30]) < 0.5 * area(rcnn[:30])
     # through selective_search (mode rcnn, proposals.ranking)
     np.testing.assert_array_equal(selective_search(img, SearchParams(mode="rcnn", ranking="opencv")), full)
+    with pytest.raises(ValueError, match="ranking 'paper'"):
+        GroupingParams(ranking="paper")
 
 
 def test_rcnn_mode_through_selective_search_maps_downscaled_boxes_back():

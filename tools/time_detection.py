@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import run_main, setup_logging
+from spp_det.config import ProposalsConfig
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "voc2007-test-real13" / "JPEGImages"
@@ -39,8 +40,9 @@ def main() -> int:
     p.add_argument("--conv-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="the dtype SPP's conv maps are computed in (features.conv_dtype)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--proposals", default="fast", choices=["fast", "quality", "rcnn"],
-                   help="paper-shaped models: selective search mode (rcnn needs no opencv-contrib)")
+    p.add_argument("--proposals", default=ProposalsConfig().mode, choices=["fast", "quality", "rcnn"],
+                   help="paper-shaped models: selective search mode (default: proposals.mode's default; "
+                   "rcnn needs no opencv-contrib)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default="runs/timing")
     args = p.parse_args()
