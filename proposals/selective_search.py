@@ -30,7 +30,7 @@ class SearchParams:
     sigma: float = 0.8
     max_boxes: int = 2000
     min_size: int = 8
-    max_image_side: Optional[int] = None
+    max_image_side: Optional[int] = 1000  # as proposals.max_image_side (tests/test_proposals.py checks they agree)
     defer_iou: Optional[float] = None
     ranking: str = "rcnn"  # mode rcnn only (OpenCV's modes rank as OpenCV does): hierarchical_grouping.RANKINGS
 

@@ -70,8 +70,8 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
             cand = m.detect(cache.load(r), ws.data.boxes_for(r, split), hw,
                             nms=ws.cfg.test.bbox_reg_order != "after_nms")[v]
             parts.append(cand)
-            per_model[k].append((r.image_id, combine([cand], len(classes), cfg)))
-        united.append((r.image_id, combine(parts, len(classes), cfg)))
+            per_model[k].append((r.image_id, combine([cand], cfg)))
+        united.append((r.image_id, combine(parts, cfg)))
     summary = {}
     for name, per_image in list(zip(names, per_model)) + [("combined", united)]:
         d = out / name

@@ -68,7 +68,7 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
     pooled features (needed with ``reg``; array or tensor, as in :func:`candidates`).
     """
     if reg is None or cfg.bbox_reg_order == "before_nms":
-        return combine([candidates(boxes, scores, image_hw, cfg, pool5, reg)], scores.shape[1], cfg)
+        return combine([candidates(boxes, scores, image_hw, cfg, pool5, reg)], cfg)
     H, W = image_hw  # after_nms (released code): NMS the raw windows, then regress the survivors
     out = []
     for c in range(scores.shape[1]):
@@ -81,12 +81,10 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
     return Detections.concat(out)
 
 
-def combine(parts: list[Detections], num_classes: int, cfg: TestConfig,
-            device: Union[torch.device, str] = "cpu") -> Detections:
+def combine(parts: list[Detections], cfg: TestConfig, device: Union[torch.device, str] = "cpu") -> Detections:
     """Union of detections of one image (e.g. several models' :func:`candidates`), then per-class NMS
     at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination).  Output
-    grouped by class in label order.  ``num_classes`` is not needed by the one batched NMS call; the
-    argument stays for the callers.  ``device``: where the NMS runs (the detector's GPU: 1.1 ms per image
+    grouped by class in label order.  ``device``: where the NMS runs (the detector's GPU: 1.1 ms per image
     there against 2.2 ms on the H100 machine's CPU; docs/BENCHMARKS.md, "On a GPU").  Candidates are
     boxes and scores in numpy; only the kept indices come back."""
     allx = Detections.concat(parts)

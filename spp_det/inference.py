@@ -108,7 +108,7 @@ class TrainedModels:
                 out[v] = candidates(boxes, sc, image_hw, self.test_cfg, pool5, reg)
             if nms:  # postprocess's before_nms path, its two halves timed apart
                 with clock("nms"):
-                    out[v] = combine([out[v]], sc.shape[1], self.test_cfg, self.device)
+                    out[v] = combine([out[v]], self.test_cfg, self.device)
         return out
 
     def variants(self) -> list[str]:

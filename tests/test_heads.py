@@ -79,7 +79,7 @@ def test_combine_is_union_then_nms():
     a = Detections(np.array([[0, 0, 9, 9]], np.float32), np.array([0.9], np.float32), np.array([0]))
     b = Detections(np.array([[1, 1, 10, 10], [40, 40, 49, 49]], np.float32), np.array([0.95, 0.1], np.float32),
                    np.array([0, 0]))
-    c = combine([a, b], 1, TestConfig())
+    c = combine([a, b], TestConfig())
     np.testing.assert_allclose(np.sort(c.scores), [0.1, 0.95])
 
 

@@ -156,3 +156,12 @@ def test_a_6000_by_4000_photo_is_searched_downscaled_by_default(synth, tmp_path,
     assert "1 of 1 images are larger than proposals.max_image_side = 1000 px" in caplog.text
     assert boxes[:, 2].max() > 3000 and boxes[:, 3].max() > 2000  # mapped back to 6000 x 4000 pixels
     assert boxes[:, 2].max() <= 5999 and boxes[:, 3].max() <= 3999
+
+
+def test_search_params_defaults_are_the_configs():
+    """``SearchParams()`` (benchmarks, the API) and a config that sets nothing search alike: the default
+    method is stated in both, so a change to one must reach the other."""
+    import dataclasses
+    from spp_det.config import ProposalsConfig
+    cfg = ProposalsConfig()
+    assert SearchParams() == SearchParams(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SearchParams)})
