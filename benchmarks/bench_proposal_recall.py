@@ -5,8 +5,9 @@ of proposals, per method, on a split of each dataset family, with the time per i
 Methods: the ones of ``benchmarks/bench_proposals.py`` (OpenCV fast mode with k = 50/100 and with
 OpenCV's own k = 150/300, uncapped as OpenCV returns them, and R-CNN's fast mode re-implemented),
 each with ``min_size`` 8 (our default) and R-CNN's 20 where it differs, with near-duplicates
-deferred behind distinct boxes before the 2,000 cap (``proposals.defer_iou``), and ranked as OpenCV
-ranks (``proposals.ranking: opencv``). Choose settings on the
+deferred behind distinct boxes before the 2,000 cap (``proposals.defer_iou``), ranked as OpenCV
+ranks (``proposals.ranking: opencv``) and with the two rankings interleaved (``interleaved``, alone and
+with ``min_size`` 6 and near-duplicates deferred). Choose settings on the
 train/val splits (``--split val``, the default); report test once.
 
 Usage: python benchmarks/bench_proposal_recall.py [--configs configs/demo.yaml ...] [--split val]
@@ -39,6 +40,9 @@ def settings() -> dict[str, SearchParams]:
                                                                                                 defer_iou=0.8)
     out["rcnn fast mode (ours), k 50/100, boxes >= 20 px (R-CNN)"] = SearchParams(mode="rcnn", min_size=20)
     out["rcnn fast mode (ours), k 50/100, OpenCV's ranking"] = SearchParams(mode="rcnn", ranking="opencv")
+    out["rcnn fast mode (ours), k 50/100, interleaved ranking"] = SearchParams(mode="rcnn", ranking="interleaved")
+    out["rcnn fast mode (ours), k 50/100, interleaved, boxes >= 6 px, near-duplicates (IoU >= 0.9) deferred"] = \
+        SearchParams(mode="rcnn", ranking="interleaved", min_size=6, defer_iou=0.9)
     out["rcnn fast mode (ours), k 50/100, uncapped"] = SearchParams(mode="rcnn", max_boxes=10 ** 6)
     return out
 

@@ -26,7 +26,8 @@ and the first ``max_boxes`` stay. So when the cap bites, it cuts the bottom of t
 many small initial segments) first, not a random sample. ``ranking="opencv"`` ranks as OpenCV's
 ``ximgproc`` does instead ("inverted from the paper" in its source): a box's level counted from the
 bottom (initial regions 1, a merge one more than its higher part) times a uniform random number, so
-the cap cuts the large merges first and keeps small regions (:data:`RANKINGS`).
+the cap cuts the large merges first and keeps small regions; ``ranking="interleaved"`` takes
+boxes from the two orders alternately (:data:`RANKINGS`).
 
 Where this differs from R-CNN's MATLAB code: the segmentation runs on OpenCV's 8-bit HSV_FULL / Lab
 images (Euclidean colour distance; not MATLAB's colour conversions) and breaks weight ties by numpy's
@@ -38,6 +39,7 @@ Output boxes: float32 ``(N, 4)`` internal convention (``x1, y1, x2, y2``, 0-base
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numba
@@ -50,17 +52,55 @@ STRATEGIES = {"ctsf": (1.0, 1.0, 1.0, 1.0), "tsf": (0.0, 1.0, 1.0, 1.0), "cs": (
 _CONVERSIONS = {"hsv": cv2.COLOR_BGR2HSV_FULL, "lab": cv2.COLOR_BGR2Lab, "rgb": cv2.COLOR_BGR2RGB}
 
 
-# A box's priority before the random factor (lower: kept first), from its grouping's levels (regions
-# in creation order: initial ones, then each merge; level 1 for initial regions, a merge one more than
-# its higher part).
+# A ranking is one or more priority functions (lower: kept first) of a grouping's levels (regions in
+# creation order: initial ones, then each merge; level 1 for initial regions, a merge one more than its
+# higher part); each is multiplied by the same uniform random numbers. With more than one, the boxes
+# are taken alternately from each order (a box's first copy kept).
+def _from_top(level: np.ndarray) -> np.ndarray:
+    return np.arange(len(level), 0, -1, dtype=np.float64)
+
+
+def _from_bottom(level: np.ndarray) -> np.ndarray:
+    return level.astype(np.float64)
+
+
 RANKINGS = {
     # R-CNN (selective_search_boxes.m): position counted from the top, the last merge (whole image) is 1,
     # so a cap cuts the many small initial regions first
-    "rcnn": lambda level: np.arange(len(level), 0, -1, dtype=np.float64),
+    "rcnn": (_from_top,),
     # OpenCV (ximgproc hierarchicalGrouping, "inverted from the paper"): the level counted from the
     # bottom, so small regions come first and a cap cuts the large merges
-    "opencv": lambda level: level.astype(np.float64),
+    "opencv": (_from_bottom,),
+    # beyond both: R-CNN's and OpenCV's orders alternately, so a cap keeps the top of the hierarchies
+    # and their small regions (docs/BENCHMARKS.md, "Proposals": recall where the cap bites)
+    "interleaved": (_from_top, _from_bottom),
 }
+
+
+def rank_boxes(boxes: np.ndarray, levels: Sequence[np.ndarray], ranking: str, rng: np.random.Generator,
+               min_side: int) -> np.ndarray:
+    """The distinct boxes with both sides >= ``min_side``, in ``ranking``'s order (:data:`RANKINGS`).
+
+    boxes: ``(N, 4)`` the groupings' boxes concatenated; levels: one array per grouping, as
+    :func:`_group` returns them (their lengths sum to N). Each priority function's order ranks a
+    distinct box at its best-ranked copy; with two orders, a box's key is
+    ``min(2 * rank_first, 2 * rank_second + 1)``, so the first ``2m`` boxes hold the first ``m`` of
+    each order.
+    """
+    rnd = rng.random(len(boxes))
+    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] + 1 >= min_side) & (boxes[:, 3] - boxes[:, 1] + 1 >= min_side))
+    distinct, inverse = np.unique(boxes[keep], axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    funcs = RANKINGS[ranking]
+    key = np.full(len(distinct), np.inf)
+    for i, f in enumerate(funcs):
+        order = np.argsort(np.concatenate([f(v) for v in levels])[keep] * rnd[keep], kind="stable")
+        rank = np.full(len(distinct), np.inf)
+        np.minimum.at(rank, inverse[order], np.arange(len(order), dtype=np.float64))
+        # its best copy's position in this order -> its rank among the distinct boxes
+        _, dense = np.unique(rank, return_inverse=True)
+        key = np.minimum(key, len(funcs) * dense.reshape(-1) + i)
+    return distinct[np.argsort(key, kind="stable")]
 
 
 @dataclass(frozen=True)
@@ -72,7 +112,7 @@ class GroupingParams:
     ks: tuple[int, ...] = (50, 100)
     sigma: float = 0.8
     strategies: tuple[str, ...] = ("ctsf", "tsf")
-    ranking: str = "rcnn"  # or "opencv": see RANKINGS
+    ranking: str = "rcnn"  # or "opencv", "interleaved": see RANKINGS
     min_side: int = 20
     max_boxes: int = 2000
     seed: int = 0
@@ -369,8 +409,7 @@ def _group_features(features: tuple, strategy: str, image_size: int) -> tuple[np
 
 def hierarchical_grouping(image_bgr: np.ndarray, params: GroupingParams = GroupingParams()) -> np.ndarray:
     """Selective search boxes of a BGR uint8 image, ranked as R-CNN ranks them (module docstring)."""
-    boxes, priority = [], []
-    rng = np.random.default_rng(params.seed)
+    boxes, levels = [], []
     for space in params.colour_spaces:
         img = cv2.cvtColor(image_bgr, _CONVERSIONS[space])
         bins = pixel_bins(img)
@@ -379,15 +418,10 @@ def hierarchical_grouping(image_bgr: np.ndarray, params: GroupingParams = Groupi
             for strategy in params.strategies:
                 b, level = _group_features(features, strategy, labels.size)
                 boxes.append(b)
-                priority.append(RANKINGS[params.ranking](level))
-    boxes_all = np.concatenate(boxes)
-    prio = np.concatenate(priority) * rng.random(len(boxes_all))
-    boxes_all = boxes_all[np.argsort(prio, kind="stable")]
-    w = boxes_all[:, 2] - boxes_all[:, 0] + 1
-    h = boxes_all[:, 3] - boxes_all[:, 1] + 1
-    boxes_all = boxes_all[(w >= params.min_side) & (h >= params.min_side)]
-    _, first = np.unique(boxes_all, axis=0, return_index=True)
-    return boxes_all[np.sort(first)][: params.max_boxes].astype(np.float32)
+                levels.append(level)
+    ranked = rank_boxes(np.concatenate(boxes), levels, params.ranking, np.random.default_rng(params.seed),
+                        params.min_side)
+    return ranked[: params.max_boxes].astype(np.float32)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -91,8 +91,9 @@ class ProposalsConfig:
     defer_iou: Optional[float] = None
     # mode rcnn's ranking (what a max_boxes cap keeps; OpenCV's modes always rank as OpenCV does): rcnn =
     # R-CNN's, the hierarchy counted from the top x random (small regions cut first); opencv = OpenCV's,
-    # counted from the bottom x random (large merges cut first; proposals/hierarchical_grouping.RANKINGS)
-    ranking: Literal["rcnn", "opencv"] = "rcnn"
+    # counted from the bottom x random (large merges cut first); interleaved = the two orders alternately
+    # (beyond both; proposals/hierarchical_grouping.RANKINGS)
+    ranking: Literal["rcnn", "opencv", "interleaved"] = "rcnn"
     workers: int = 2
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
     cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked
@@ -133,6 +134,9 @@ class FeaturesConfig:
     # on the device): float32 is the paper; bfloat16 / float16 are faster on a GPU (docs/BENCHMARKS.md,
     # "On a GPU", for the mAP change).  Not used by training (conv fine-tuning, pre-training) or R-CNN mode.
     conv_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # how the conv5 cache stores maps (spp_det/map_codec.py): float16 (2 bytes a value), or uint8 =
+    # per-channel 8-bit quantization, zeros stored as a bit mask where they abound (post-ReLU maps)
+    cache_format: Literal["float16", "uint8"] = "float16"
 
 
 # What the fine-tuning schedule fields left null mean, per ``finetune.recipe`` (the one place these live).

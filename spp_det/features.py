@@ -1,13 +1,13 @@
 """conv5 once per image per scale, cached on disk; windows pooled from the cache.
 
 Cache layout: ``<conv5 root>/<backbone>_s<scale>_<hash>/<key>.<digest>.npy`` for
-every scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view
-(``key`` is the image id, ``<id>_flip`` for the mirrored view; ``digest`` the
+every scale of ``model.scales``, one fp16 ``(C, H', W')`` array per image view, or ``.npz`` in a
+compact format (``features.cache_format``, :mod:`spp_det.map_codec`) (``key`` is the image id, ``<id>_flip`` for the mirrored view; ``digest`` the
 content hash of the image file, :func:`spp_det.data.fingerprint.image_digest`,
 so a replaced image is never served its old map).  The root is
 ``<workdir>/conv5`` unless ``features.conv5_root`` names a shared one.
 ``hash`` covers what the maps depend on besides the image (backbone and
-weights, scale), so a cache made under another config is never read, and
+weights, scale, storage format), so a cache made under another config is never read, and
 caches are shared by any dataset holding the same image files.  Each file is
 written atomically; rerunning skips files present.
 """
@@ -25,7 +25,8 @@ from tqdm import tqdm
 from .data.fingerprint import image_digest
 from .data.images import resize_short_side
 from .data.voc import ImageRecord
-from .io_utils import save_npy
+from . import map_codec
+from .io_utils import save_npy, save_npz
 from .models import Backbone
 from .multiscale import select_scale_indices
 from .spp import boxes_to_cells, spp_pool
@@ -65,22 +66,26 @@ def compute_conv5(backbone: Backbone, image_bgr: np.ndarray, scale: int,
     return backbone.conv5(resize_short_side(image_bgr, scale), device)
 
 
-def cached_map_name(record: ImageRecord) -> str:
-    """File name of one image view's map in a cache directory: ``<key>.<image digest>.npy``."""
-    return f"{record.key}.{image_digest(record.path)[:12]}.npy"
+def cached_map_name(record: ImageRecord, cache_format: str = "float16") -> str:
+    """File name of one image view's map in a cache directory: ``<key>.<image digest>.npy`` (float16; a
+    plain array) or ``.npz`` (another :data:`spp_det.map_codec.FORMATS`)."""
+    return f"{record.key}.{image_digest(record.path)[:12]}.{'npy' if cache_format == 'float16' else 'npz'}"
 
 
 class Conv5Cache:
-    """On-disk fp16 conv maps of one backbone at one or more scales (one directory per scale).
+    """On-disk conv maps of one backbone at one or more scales (one directory per scale).
 
     ``backbone`` computes the maps in :meth:`build`: anything with ``to(device)`` and
     ``conv5(resized BGR image, device) -> (C, H', W')`` (a :class:`Backbone`, or the frozen start of
-    a trunk in conv fine-tuning).
+    a trunk in conv fine-tuning). ``cache_format``: how they are stored (:mod:`spp_det.map_codec`).
     """
 
-    def __init__(self, dirs: Mapping[int, str | Path], backbone: Backbone):
+    def __init__(self, dirs: Mapping[int, str | Path], backbone: Backbone, cache_format: str = "float16"):
         if not dirs:
             raise ValueError("Conv5Cache needs at least one scale")
+        if cache_format not in map_codec.FORMATS:
+            raise ValueError(f"unknown conv map format {cache_format!r}: one of {list(map_codec.FORMATS)}")
+        self.cache_format = cache_format
         self.dirs = {int(s): Path(d) for s, d in dirs.items()}  # config order
         self.scales = list(self.dirs)
         self.backbone = backbone
@@ -91,7 +96,7 @@ class Conv5Cache:
         35 us a call otherwise, a stat and a path resolution, on every map load)."""
         name = self._names.get(record.key)
         if name is None:
-            name = self._names[record.key] = cached_map_name(record)
+            name = self._names[record.key] = cached_map_name(record, self.cache_format)
         return self.dirs[int(scale)] / name
 
     def missing(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -114,9 +119,21 @@ class Conv5Cache:
             for s in self.scales:
                 if not self.path(r, s).is_file():
                     fmap = compute_conv5(self.backbone, img, s, device)
-                    save_npy(self.path(r, s), fmap.to(torch.float16).cpu().numpy())
+                    self._save(self.path(r, s), fmap)
         dt = time.perf_counter() - t0
         log.info("conv5 %s: %d images in %.1f s (%.3f s/img)", self.scales, len(todo), dt, dt / len(todo))
+
+    def _save(self, path: Path, fmap: torch.Tensor) -> None:
+        if self.cache_format == "float16":  # a plain .npy: the format caches had before the others
+            save_npy(path, fmap.to(torch.float16).cpu().numpy())
+        else:
+            save_npz(path, **map_codec.encode(fmap, self.cache_format))
+
+    def _read(self, path: Path) -> torch.Tensor:
+        if self.cache_format == "float16":
+            return torch.from_numpy(np.load(path)).float()
+        with np.load(path) as z:
+            return map_codec.decode(z)
 
     def load(self, record: ImageRecord, only: Optional[Sequence[int]] = None) -> list[Optional[torch.Tensor]]:
         """float32 ``(C, H'_s, W'_s)`` maps of ``record``, one per scale in config order (``only``: the
@@ -129,7 +146,7 @@ class Conv5Cache:
             p = self.path(record, s)
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: conv5 map not cached (run the conv5 stage first)")
-            maps.append(torch.from_numpy(np.load(p)).float())
+            maps.append(self._read(p))
         return maps
 
 

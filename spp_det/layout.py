@@ -8,7 +8,8 @@ Layout (``<workdir>/``)::
     manifests/<stage>.json               a finished stage's key and outputs (spp_det.stages)
     pretrain/model.pt, eval.json, crops/ SPP classification pre-training (if a pretrain section is set)
     proposals/<split>.npz                image id -> (N, 4) internal boxes (proposals.cache_dir moves them)
-    conv5/<backbone>_s<scale>_<hash>/    <id>.<digest>.npy, <id>_flip.<digest>.npy (fp16 C x H' x W'), one dir
+    conv5/<backbone>_s<scale>_<hash>/    <id>.<digest>.npy, <id>_flip.<digest>.npy (fp16 C x H' x W'; .npz in
+                                         features.cache_format uint8, spp_det/map_codec.py), one dir
                                          per scale; digest: the image file's content hash
                                          (features.conv5_root moves them to a shared root)
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)

@@ -6,9 +6,10 @@ Conventions
   file) and, when ``finetune.conv_layers`` > 0, the *detection* backbone, the same network with the
   conv-fine-tuned trunk (``<workdir>/finetune/trunk.pt``) loaded. Window features for fine-tuning
   come from the start trunk's maps; SVMs, box regression and test use the detection trunk's.
-* Conv maps: fp16 ``(C, H', W')`` per image view and scale, cached by :class:`spp_det.features.Conv5Cache`
-  in one directory per scale named ``<name>_s<scale>_<key>`` (:meth:`spp_det.layout.Layout.conv5_dir`);
-  ``key`` (:meth:`ModelFactory.conv5_key`) covers the backbone, its weights' bytes and the scale, and
+* Conv maps: ``(C, H', W')`` per image view and scale (fp16, or ``features.cache_format``), cached by
+  :class:`spp_det.features.Conv5Cache` in one directory per scale named ``<name>_s<scale>_<key>``
+  (:meth:`spp_det.layout.Layout.conv5_dir`); ``key`` (:meth:`ModelFactory.conv5_key`) covers the
+  backbone, its weights' bytes, the scale and the storage format, and
   each file name carries its image's content digest.
 * Window features: ``WindowSource.pool(inputs, boxes, (H, W))`` gives float ``(N, dim)`` for internal
   boxes ``(N, 4)`` (:mod:`spp_det.boxes`); :meth:`ModelFactory.pooling_key` says what they depend on.
@@ -36,19 +37,20 @@ class ModelFactory:
 
     Receives the config sections it reads: ``backbone``, ``model``, ``rcnn``, ``finetune`` (whether
     and how deep conv layers are fine-tuned; its recipe is resolved here), ``mode`` (``spp`` or
-    ``rcnn``), ``device`` (``features.device``), ``conv_dtype`` (``features.conv_dtype``) and the work
-    directory's :class:`Layout`.
+    ``rcnn``), ``device`` (``features.device``), ``conv_dtype`` (``features.conv_dtype``), ``cache_format``
+    (``features.cache_format``) and the work directory's :class:`Layout`.
     """
 
     def __init__(self, backbone: BackboneConfig, model: ModelConfig, rcnn: RCNNConfig, finetune: FinetuneConfig,
-                 mode: str, device: str, layout: Layout, conv_dtype: str = "float32"):
+                 mode: str, device: str, layout: Layout, conv_dtype: str = "float32", cache_format: str = "float16"):
         self.backbone_cfg, self.model_cfg, self.rcnn_cfg, self.finetune_raw = backbone, model, rcnn, finetune
         self.mode, self.device_name, self.layout, self.conv_dtype = mode, device, layout, conv_dtype
+        self.cache_format = cache_format
 
     @classmethod
     def from_config(cls, cfg: Config, layout: Layout) -> "ModelFactory":
         return cls(cfg.backbone, cfg.model, cfg.rcnn, cfg.finetune, cfg.mode, cfg.features.device, layout,
-                   cfg.features.conv_dtype)
+                   cfg.features.conv_dtype, cfg.features.cache_format)
 
     # ------------------------------------------------------------------ settings
     @functools.cached_property
@@ -135,18 +137,21 @@ class ModelFactory:
         """The conv5 maps at every scale: of the start trunk, or (``tuned``) of the conv-fine-tuned one."""
         name = self.backbone_cfg.name + ("_tuned" if tuned else "")
         return Conv5Cache({s: self.layout.conv5_dir(name, s, self.conv5_key(s, tuned)) for s in self.scales},
-                          self.detection_backbone if tuned else self.backbone)
+                          self.detection_backbone if tuned else self.backbone, self.cache_format)
 
     def conv_start_cache(self, tuner) -> Conv5Cache:
         """Cached outputs of the frozen start of the trunk that conv fine-tuning trains the rest of
-        (:class:`spp_det.finetune.ConvTuner`): fp16 maps per view and scale, beside the conv5 maps."""
+        (:class:`spp_det.finetune.ConvTuner`): fp16 maps per view and scale (what training reads, whatever
+        ``features.cache_format``), beside the conv5 maps."""
         name = f"{self.backbone_cfg.name}_start{tuner.cut}"
-        return Conv5Cache({s: self.layout.conv5_dir(name, s, self.conv5_key(s)) for s in self.scales}, tuner)
+        return Conv5Cache({s: self.layout.conv5_dir(name, s, self.conv5_key(s, cache_format="float16"))
+                           for s in self.scales}, tuner)
 
     def conv_start_dirs(self) -> list[Path]:
         """Every cache directory of conv fine-tuning's frozen-start outputs for this backbone and weights."""
         return [d for s in self.scales
-                for d in self.layout.conv5_root.glob(f"{self.backbone_cfg.name}_start*_s{s}_{self.conv5_key(s)}")]
+                for d in self.layout.conv5_root.glob(
+                    f"{self.backbone_cfg.name}_start*_s{s}_{self.conv5_key(s, cache_format='float16')}")]
 
     # ------------------------------------------------------------------ keys
     def weights_key(self) -> Optional[str]:
@@ -157,10 +162,11 @@ class ModelFactory:
         path = packaged_weights(self.backbone_cfg.name) if w == "package" else Path(self.weights_arg())
         return file_digest(path) if path.is_file() else str(w)
 
-    def conv5_key(self, scale: int, tuned: bool = False) -> str:
+    def conv5_key(self, scale: int, tuned: bool = False, cache_format: Optional[str] = None) -> str:
         """What one scale's maps depend on besides the image (its cache directory's suffix): the backbone,
-        its weights' bytes (``tuned``: also the bytes of the conv-fine-tuned trunk), the scale and the conv
-        dtype (only when not float32, so that float32 caches keep their names)."""
+        its weights' bytes (``tuned``: also the bytes of the conv-fine-tuned trunk), the scale, the conv
+        dtype (only when not float32, so that float32 caches keep their names) and the storage format
+        (:attr:`cache_format` unless given; only when not float16, likewise)."""
         weights = self.weights_key()
         if tuned:
             t = self.layout.tuned_trunk
@@ -168,6 +174,9 @@ class ModelFactory:
         key = {"backbone": self.backbone_cfg.name, "weights": weights, "scale": int(scale)}
         if self.conv_dtype != "float32":
             key["conv_dtype"] = self.conv_dtype
+        fmt = cache_format or self.cache_format
+        if fmt != "float16":
+            key["cache_format"] = fmt
         return stable_hash(key, 8)
 
     def pooling_key(self, tuned: bool = False) -> dict:

@@ -223,6 +223,28 @@ def test_opencv_ranking_puts_low_regions_first_and_the_cap_keeps_them():
         GroupingParams(ranking="paper")
 
 
+def test_interleaved_ranking_alternates_rcnns_and_opencvs_orders():
+    img = _scene(0)
+    full = {r: hierarchical_grouping(img, GroupingParams(max_boxes=10 ** 6, min_side=8, ranking=r))
+            for r in ("rcnn", "opencv", "interleaved")}
+    # expected: A[0], B[0], A[1], B[1], ... of R-CNN's (A) and OpenCV's (B) rankings, each box at its first
+    # appearance
+    expect, seen = [], set()
+    for a, b in zip(full["rcnn"], full["opencv"]):
+        for box in (a, b):
+            if tuple(box) not in seen:
+                seen.add(tuple(box))
+                expect.append(box)
+    np.testing.assert_array_equal(full["interleaved"], np.array(expect))
+    # a cap of 2m keeps the first m boxes of both rankings
+    m = 25
+    capped = hierarchical_grouping(img, GroupingParams(max_boxes=2 * m, min_side=8, ranking="interleaved"))
+    kept = {tuple(b) for b in capped}
+    assert {tuple(b) for b in full["rcnn"][:m]} | {tuple(b) for b in full["opencv"][:m]} <= kept
+    np.testing.assert_array_equal(
+        selective_search(img, SearchParams(mode="rcnn", ranking="interleaved", max_boxes=2 * m)), capped)
+
+
 def test_rcnn_mode_through_selective_search_maps_downscaled_boxes_back():
     img = cv2.resize(_scene(1), (640, 480), interpolation=cv2.INTER_NEAREST)
     boxes = selective_search(img, SearchParams(mode="rcnn", min_size=20, max_image_side=320))

@@ -70,6 +70,10 @@ def test_changed_config_reruns_only_dependent_stages(trained, capsys):
     cfg3 = config_from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "scales": [256]}})
     assert Workspace(cfg3).models.conv5_cache().dirs[256] != ws.models.conv5_cache().dirs[224]
     assert not stage_done(Workspace(cfg3), "conv5")
+    # so does another storage format (the maps differ), and fine-tuning pools from them
+    cfg4 = config_from_dict({**cfg.to_dict(), "features": {**cfg.to_dict()["features"], "cache_format": "uint8"}})
+    assert Workspace(cfg4).models.conv5_cache().dirs[224] != ws.models.conv5_cache().dirs[224]
+    assert not stage_done(Workspace(cfg4), "conv5") and not stage_done(Workspace(cfg4), "finetune")
 
 
 def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
