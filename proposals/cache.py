@@ -5,7 +5,9 @@ The file maps each image id to a float32 ``(N, 4)`` array of internal boxes
 the hash of the parameters that made it; a file made with other parameters is
 never reused.  While computing, a ``<name>.partial.npz`` checkpoint is written
 atomically every ``checkpoint_every`` images, so a killed run resumes where it
-stopped; the final file replaces it atomically.
+stopped; the final file replaces it atomically. Under torchrun each rank searches its share into
+``<name>.shard<r>of<w>.npz`` (resumable the same way) and rank 0 merges them into the file one process
+would have written (:func:`merge_shards`).
 """
 from __future__ import annotations
 
@@ -72,6 +74,31 @@ def _init_worker() -> None:
         pass
 
 
+def _meta(params: SearchParams, params_hash: str, num_images: int) -> dict:
+    return {"hash": params_hash, "params": params.to_dict(), "num_images": num_images}
+
+
+def shard_path(out_path: str | Path, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of ``world`` writes its share of a split: ``<name>.shard<rank>of<world>.npz``."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.shard{rank}of{world}.npz")
+
+
+def merge_shards(out_path: str | Path, shards: Sequence[Path], items: Sequence[tuple[str, str, tuple[int, int]]],
+                 params: SearchParams, params_hash: str) -> None:
+    """Write ``out_path`` from the shard files of every rank (each made with ``params_hash``), as
+    :func:`compute_proposals` would have written it for ``items`` in one process; the shards are removed."""
+    done: dict[str, np.ndarray] = {}
+    for s in shards:
+        done.update(load_proposals(s, params_hash))
+    missing = [i for i, _, _ in items if i not in done]
+    if missing:
+        raise ValueError(f"{out_path}: the ranks' shards lack {len(missing)} images, e.g. {missing[:3]}")
+    save_proposals(out_path, {i: done[i] for i, _, _ in items}, _meta(params, params_hash, len(items)))
+    for s in shards:
+        s.unlink()
+
+
 def partial_path(out_path: str | Path) -> Path:
     """Where :func:`compute_proposals` checkpoints a split in progress: ``<name>.partial.npz``."""
     out_path = Path(out_path)
@@ -89,7 +116,7 @@ def compute_proposals(items: Sequence[tuple[str, str, tuple[int, int]]], out_pat
     """
     out_path = Path(out_path)
     ids = [i for i, _, _ in items]
-    meta = {"hash": params_hash, "params": params.to_dict(), "num_images": len(ids)}
+    meta = _meta(params, params_hash, len(ids))
     if out_path.is_file() and read_meta(out_path).get("hash") == params_hash:
         done = load_proposals(out_path)
         if set(done) == set(ids):

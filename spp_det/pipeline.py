@@ -4,6 +4,11 @@
 manifest holds its current key and whose outputs exist is skipped; one that reruns says why (which
 key parts changed). ``force`` resets the named stages and everything downstream of them first
 (:func:`spp_det.stages.force`), so they are recomputed from scratch.
+
+Under torchrun (``dist``, :mod:`spp_det.distributed`) every rank runs this same sequence: a stage the
+table marks ``sharded`` runs on every rank (each on its share of the images), any other on rank 0
+alone; a barrier ends each stage, and rank 0 alone locks the work directory, writes the config and
+the manifests, and prints.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import time
 from typing import Iterator, Optional, Sequence
 
 from .config import Config, save_config
+from .distributed import Dist
 from .io_utils import remove_stale_temps, save_json, workdir_lock
 from .stages import STAGE_NAMES, force as reset_stage, get_stage, mark_done, manifest_info, stale_reason
 from .workspace import Workspace
@@ -24,7 +30,12 @@ STAGES = STAGE_NAMES  # the stage names in order (the table itself: spp_det.stag
 @contextlib.contextmanager
 def open_workdir(ws: Workspace) -> Iterator[None]:
     """Hold the work directory's lock (one run at a time) and clear what killed runs left there:
-    temporary files of writes that never finished, in the work directory and the shared caches."""
+    temporary files of writes that never finished, in the work directory and the shared caches. Under
+    torchrun, rank 0 does this and the other ranks wait for it."""
+    if not ws.dist.main:
+        ws.dist.barrier()
+        yield
+        return
     with workdir_lock(ws.root):
         n = remove_stale_temps(ws.root, depth=3)  # reaches <root>/conv5/<cache dir>/ and <root>/proposals/
         for shared, depth in ((ws.layout.conv5_root, 1), (ws.layout.proposals_dir, 0)):
@@ -32,6 +43,7 @@ def open_workdir(ws: Workspace) -> Iterator[None]:
                 n += remove_stale_temps(shared, depth)
         if n:
             log.info("removed %d temporary files left by killed runs", n)
+        ws.dist.barrier()
         yield
 
 
@@ -43,45 +55,55 @@ def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = Fa
     are never consumed.
     """
     st = get_stage(stage)
+    main = ws.dist.main
+    say = print if main else (lambda *a, **k: None)
     if not st.used(ws):
-        print(f"[{stage}] not used by this config, skipped", flush=True)
+        say(f"[{stage}] not used by this config, skipped", flush=True)
         return {"stage": stage, "skipped": True, "seconds": None}
     stale = [u for u in st.reads if stale_reason(ws, u) is not None]
     if stale:
         raise ValueError(f"stage {stage!r} needs {', '.join(stale)} first: missing, or made under another "
                          f"config or other data (run tools/run_pipeline.py, or the stage tools in order)")
     if force:
-        reset_stage(ws, stage)
+        if main:
+            reset_stage(ws, stage)
+        ws.dist.barrier()
     reason = stale_reason(ws, stage) if st.manifest else None
     if st.manifest and reason is None:
         log.info("stage %s: done for this config and data, skipped", stage)
-        print(f"[{stage}] up to date, skipped", flush=True)
+        say(f"[{stage}] up to date, skipped", flush=True)
         return {"stage": stage, "skipped": True, "seconds": manifest_info(ws, stage).get("seconds")}
     if reason is not None:
         log.info("stage %s: running (%s)", stage, "forced" if force else reason)
-    print(f"[{stage}] running", flush=True)
+    say(f"[{stage}] running", flush=True)
     t0 = time.perf_counter()
-    outputs = st.run(ws, progress)
+    outputs = st.run(ws, progress and main) if st.sharded or main else []
+    ws.dist.barrier()  # every rank's share is written (or rank 0's stage done)
     dt = time.perf_counter() - t0
-    if st.manifest:
+    if st.manifest and main:
         mark_done(ws, stage, outputs, {"seconds": dt})
-    print(f"[{stage}] finished in {dt:.1f} s", flush=True)
+    ws.dist.barrier()  # the manifest exists before any rank looks at the next stage
+    say(f"[{stage}] finished in {dt:.1f} s", flush=True)
     return {"stage": stage, "skipped": False, "seconds": dt}
 
 
 def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: bool = True,
-                 force: Sequence[str] = ()) -> Workspace:
+                 force: Sequence[str] = (), dist: Dist = Dist()) -> Workspace:
     """Run ``stages`` (default: all) in table order; ``force``: stages to recompute from scratch with
-    everything downstream of them. Prints a timing table at the end."""
-    ws = Workspace(cfg)
+    everything downstream of them; ``dist``: this process's rank under torchrun. Prints a timing table
+    at the end."""
+    ws = Workspace(cfg, dist)
     for s in list(stages or ()) + list(force):
         get_stage(s)  # unknown names fail before any work
     with open_workdir(ws):
-        save_config(cfg, ws.layout.config)
+        if dist.main:
+            save_config(cfg, ws.layout.config)
         timings = []
         for s in STAGES:
             if s in force:  # resets its downstream stages too, whether or not they run now
-                reset_stage(ws, s)
+                if dist.main:
+                    reset_stage(ws, s)
+                dist.barrier()
             if stages is None or s in stages:
                 timings.append(run_stage(ws, s, progress))
     lines = ["Stage times (this run; skipped stages show their last run's time):"]
@@ -89,6 +111,7 @@ def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: 
         sec = t["seconds"]
         lines.append(f"  {t['stage']:<11} {'skipped' if t['skipped'] else 'ran':>8}  "
                      f"{(f'{sec:8.1f} s') if sec is not None else '       -  '}")
-    print("\n".join(lines), flush=True)
-    save_json(timings, ws.layout.timings)
+    if dist.main:
+        print("\n".join(lines), flush=True)
+        save_json(timings, ws.layout.timings)
     return ws

@@ -90,7 +90,7 @@ def stage_pretrain(ws: Workspace, progress: bool) -> list[Path]:
 
 
 def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
-    from proposals.cache import compute_proposals, save_proposals
+    from proposals.cache import compute_proposals, merge_shards, save_proposals, shard_path
     from proposals.rcnn_mat import load_rcnn_mat
 
     p = ws.cfg.proposals
@@ -99,6 +99,8 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
         out = ws.data.proposals_path(split)
         records = ws.data.dataset(split).records
         if p.method == "mat":
+            if not ws.dist.main:
+                continue
             if split not in p.mat_files:
                 raise ValueError(f"proposals.method is 'mat' but proposals.mat_files has no entry for {split!r}")
             boxes = load_rcnn_mat(p.mat_files[split])
@@ -109,9 +111,17 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
             save_proposals(out, {r.image_id: boxes[r.image_id] for r in records},
                            {"hash": ws.data.proposals_key(split), "source": p.mat_files[split]})
         elif p.method == "selective_search":
-            compute_proposals([(r.image_id, str(r.path), (r.height, r.width)) for r in records], out,
-                              ws.data.search_params(),
-                              ws.data.proposals_key(split), p.workers, progress=progress)
+            items = [(r.image_id, str(r.path), (r.height, r.width)) for r in records]
+            key, params = ws.data.proposals_key(split), ws.data.search_params()
+            if ws.dist.world == 1:
+                compute_proposals(items, out, params, key, p.workers, progress=progress)
+            else:  # torchrun: each rank its share, into a shard file; rank 0 merges them
+                d = ws.dist
+                compute_proposals(d.shard(items), shard_path(out, d.rank, d.world), params, key, p.workers,
+                                  progress=progress)
+                d.barrier()
+                if d.main:
+                    merge_shards(out, [shard_path(out, r, d.world) for r in range(d.world)], items, params, key)
         else:
             raise ValueError(f"unknown proposals.method {p.method!r} (use 'selective_search' or 'mat')")
         outs.append(out)
@@ -134,7 +144,7 @@ def conv5_flips(ws: Workspace) -> bool:
 
 def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
     cache = ws.models.conv5_cache()
-    cache.build(conv5_views(ws), ws.models.device, progress)
+    cache.build(ws.dist.shard(conv5_views(ws)), ws.models.device, progress)
     return list(cache.dirs.values())
 
 
@@ -174,7 +184,7 @@ def stage_conv5_tuned(ws: Workspace, progress: bool) -> list[Path]:
     """conv5 of the train and test images with the conv-fine-tuned trunk (what SVMs, box regression and
     test then pool from)."""
     cache = ws.models.conv5_cache(tuned=True)
-    cache.build(tuned_views(ws), ws.models.device, progress)
+    cache.build(ws.dist.shard(tuned_views(ws)), ws.models.device, progress)
     return list(cache.dirs.values())
 
 
@@ -236,10 +246,16 @@ def stage_test(ws: Workspace, progress: bool) -> list[Path]:
     split = ws.cfg.dataset.test_split
     models = TrainedModels.from_workspace(ws)
     base = ws.models.window_inputs() if ws.models.conv_tuned and models.svm_pool5 is not None else None
-    found = detect_split(models, ws.data.dataset(split).records, lambda r: ws.data.boxes_for(r, split),
+    records = ws.data.dataset(split).records
+    found = detect_split(models, ws.dist.shard(records), lambda r: ws.data.boxes_for(r, split),
                          ws.models.detection_inputs(), base, progress)
-    for v, per_image in found.items():
-        write_detections(ws.layout.detections(split, v), split, ws.data.classes, per_image)
+    parts = ws.dist.gather(found)  # torchrun: every rank's images, on rank 0
+    if not ws.dist.main:
+        return []
+    for v in found:
+        by_id = {image_id: d for part in parts for image_id, d in part[v]}
+        write_detections(ws.layout.detections(split, v), split, ws.data.classes,
+                         [(r.image_id, by_id[r.image_id]) for r in records])  # in split order, as one process
     return [ws.layout.detections(split, v) for v in found]
 
 
@@ -365,7 +381,8 @@ def scratch_pretrain(ws: Workspace) -> list[Path]:
 def scratch_proposals(ws: Workspace) -> list[Path]:
     from proposals.cache import partial_path
     paths = [ws.data.proposals_path(s) for s in ws.proposal_splits()]
-    return paths + [partial_path(p) for p in paths]
+    shards = [q for p in paths for q in p.parent.glob(f"{p.stem}.shard*of*.npz")]  # of killed torchrun runs
+    return paths + [partial_path(p) for p in paths] + shards + [partial_path(q) for q in shards]
 
 
 def scratch_conv5(ws: Workspace) -> list[Path]:
@@ -426,7 +443,9 @@ class Stage:
     ``--force`` deletes; ``splits(ws)``: the data splits it reads, when not all (a stage that works per
     split, proposals and conv5, keys each split apart as ``split:<name>``, and a reader's key takes only
     the splits it reads: a replaced test image does not retrain); ``manifest``: False for the dataset
-    stage, which always runs (it is cheap, and generating an embedded dataset is idempotent).
+    stage, which always runs (it is cheap, and generating an embedded dataset is idempotent);
+    ``sharded``: under torchrun every rank runs it on its share of the images (``ws.dist``) and rank 0
+    merges, where other stages run on rank 0 alone (:mod:`spp_det.distributed`).
     """
 
     name: str
@@ -437,17 +456,19 @@ class Stage:
     scratch: Callable[[Workspace], list[Path]] = lambda ws: []
     splits: Optional[Callable[[Workspace], list[str]]] = None
     manifest: bool = True
+    sharded: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("dataset", stage_dataset, manifest=False),
     Stage("pretrain", stage_pretrain, (), key_pretrain, lambda ws: ws.cfg.pretrain is not None, scratch_pretrain),
-    Stage("proposals", stage_proposals, (), key_proposals, _always, scratch_proposals),
-    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5),
+    Stage("proposals", stage_proposals, (), key_proposals, _always, scratch_proposals, sharded=True),
+    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5,
+          sharded=True),
     Stage("finetune", stage_finetune, ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
           lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s]),
     Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.models.conv_tuned,
-          scratch_conv5_tuned),
+          scratch_conv5_tuned, sharded=True),
     Stage("svm_pool5", stage_svm_pool5, ("proposals", "conv5"), key_svm_pool5,
           lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split),
     Stage("svm", stage_svm, ("proposals", "conv5", "finetune", "conv5_tuned"), key_svm, _always, scratch_svm,
@@ -455,7 +476,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("bbox_reg", stage_bbox_reg, ("proposals", "conv5", "conv5_tuned"), key_bbox_reg,
           lambda ws: ws.cfg.bbox_reg.enabled, scratch_bbox_reg, _train_split),
     Stage("test", stage_test, ("proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg"),
-          key_test, _always, scratch_test, _test_split),
+          key_test, _always, scratch_test, _test_split, sharded=True),
     Stage("eval", stage_eval, ("test",), key_eval, _always, scratch_eval, _test_split),
 )
 STAGE = {s.name: s for s in STAGES}

@@ -5,7 +5,8 @@ start from; it holds no logic of its own beyond which splits the pipeline reads:
 
 * ``ws.layout``: :class:`spp_det.layout.Layout`, every path of the work directory;
 * ``ws.data``: :class:`spp_det.data.source.DataSource`, datasets per split, proposals, content keys;
-* ``ws.models``: :class:`spp_det.model_factory.ModelFactory`, backbones, window sources, conv-map caches.
+* ``ws.models``: :class:`spp_det.model_factory.ModelFactory`, backbones, window sources, conv-map caches;
+* ``ws.dist``: :class:`spp_det.distributed.Dist`, this process's rank among torchrun's (one process by default).
 
 Stage keys, manifests and ``--force`` come from the stage table in :mod:`spp_det.stages`: changing
 e.g. ``svm.C`` reruns the SVMs and everything after them but not conv5 or fine-tuning; editing a test
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 from .config import Config
 from .data.source import DataSource
+from .distributed import Dist
 from .layout import Layout
 from .model_factory import ModelFactory
 
 
 class Workspace:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, dist: Dist = Dist()):
         self.cfg = cfg
+        self.dist = dist
         self.layout = Layout.from_config(cfg)
         self.root = self.layout.root
         self.data = DataSource.from_config(cfg, self.layout.proposals)

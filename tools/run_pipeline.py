@@ -2,10 +2,12 @@
 """Run every stage of an experiment in order, skipping stages already complete for its config.
 
 Usage: python tools/run_pipeline.py --config configs/demo.yaml [--stages proposals,conv5] [--force svm]
+       torchrun --nproc-per-node 2 tools/run_pipeline.py --config configs/demo.yaml   (spp_det/distributed.py)
 """
 import sys
 
 from spp_det.cli import config_parser, load_from_args, run_main, setup_logging
+from spp_det.distributed import Dist
 from spp_det.pipeline import STAGES, run_pipeline
 
 
@@ -23,7 +25,7 @@ def main() -> int:
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
         run_pipeline(load_from_args(args), stages, progress=not args.no_progress,
-                     force=[f for f in args.force.split(",") if f])
+                     force=[f for f in args.force.split(",") if f], dist=Dist.from_env())
 
     return run_main(go)
 

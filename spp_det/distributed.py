@@ -1,0 +1,69 @@
+"""Running the pipeline as several processes (``torchrun``): which process this is, and the few
+collective steps the stages need.
+
+Conventions: ``torchrun --nproc-per-node N [--nnodes M ...] tools/run_pipeline.py --config C`` starts
+``N x M`` processes with ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` in their environment (standard
+rendezvous; the work directory must be on a file system every node sees). Every rank walks the same
+stage table and decides run or skip from the same manifests; a barrier after each stage keeps them in
+step. Rank 0 (:attr:`Dist.main`) holds the work-directory lock and writes the config, manifests and
+merged outputs. Per-image stages (proposals, conv5, test) give rank ``r`` the images
+``records[r::world]`` (:meth:`Dist.shard`); the other stages run on rank 0 while the others wait.
+Coordination uses gloo (barriers and small Python objects), on CPU and GPU alike; on a GPU machine
+each rank uses the GPU of its ``LOCAL_RANK``.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence, TypeVar
+
+T = TypeVar("T")
+
+# a barrier waits for the slowest rank's stage (rank 0 fine-tunes alone): far beyond gloo's 30 min default
+BARRIER_TIMEOUT = datetime.timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among ``world`` processes (``rank`` 0 .. world - 1); the default is one process."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of ``items``: every ``world``-th item from position ``rank``."""
+        return list(items)[self.rank::self.world]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+            td.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on rank 0 (other ranks get ``[]``)."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as td
+        out = [None] * self.world if self.main else None
+        td.gather_object(obj, out, dst=0)
+        return out or []
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        """One process, or (``WORLD_SIZE`` > 1, as torchrun sets it) this rank, with the process group
+        initialised (gloo) and, on a GPU machine, this rank's GPU made the current one."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch
+        import torch.distributed as td
+        if not td.is_initialized():
+            td.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return cls(td.get_rank(), td.get_world_size())

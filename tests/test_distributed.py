@@ -1,0 +1,72 @@
+"""torchrun: two processes give what one process gives (the same proposals, conv5 maps, comp4 files and
+mAP), and a rerun under torchrun resumes (skips) like a rerun of one process."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from proposals.cache import load_proposals
+from spp_det.distributed import Dist
+from helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shard_splits_every_item_once_in_rank_order():
+    items = list(range(11))
+    shards = [Dist(r, 3).shard(items) for r in range(3)]
+    assert shards == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    assert Dist().shard(items) == items and Dist().main and not Dist(1, 3).main
+    assert Dist().gather("x") == ["x"]
+
+
+def _run(cmd, env):
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    data = tmp_path / "data" / "VOC2007"
+    cfgs = {}
+    for name in ("one", "two"):
+        c = tiny_config(tmp_path / name, data)
+        c["finetune"]["iterations"] = 20
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(c))
+        cfgs[name] = (path, Path(c["workdir"]))
+    # the same threads per process in both runs (torchrun's default for several processes: 1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    tool = str(ROOT / "tools" / "run_pipeline.py")
+    _run([sys.executable, tool, "--config", str(cfgs["one"][0]), "--no-progress"], env)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", tool,
+                "--config", str(cfgs["two"][0]), "--no-progress"]
+    out = _run(torchrun, env)
+    one, two = cfgs["one"][1], cfgs["two"][1]
+    assert out.count("[conv5] running") == 1  # rank 0 alone prints
+    # proposals: the merged file holds what one process wrote, and no shard is left
+    for split in ("trainval", "test"):
+        a, b = load_proposals(one / "proposals" / f"{split}.npz"), load_proposals(two / "proposals" / f"{split}.npz")
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not list((two / "proposals").glob("*shard*"))
+    # conv5 maps, byte for byte; every comp4 file and the evaluation
+    assert _files(one / "conv5") == _files(two / "conv5")
+    det_one, det_two = _files(one / "detections"), _files(two / "detections")
+    assert len(det_one) >= 3 * 6 and det_one == det_two
+    for v in ("pool5", "fc7", "fc7_bbox"):
+        assert json.loads((one / "eval" / f"test_{v}.json").read_text()) == \
+            json.loads((two / "eval" / f"test_{v}.json").read_text())
+    # a rerun under torchrun skips every stage
+    again = _run(torchrun, env)
+    for stage in ("proposals", "conv5", "finetune", "svm", "test", "eval"):
+        assert f"[{stage}] up to date, skipped" in again
