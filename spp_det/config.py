@@ -94,7 +94,7 @@ class ProposalsConfig:
     # counted from the bottom x random (large merges cut first); interleaved = the two orders alternately
     # (beyond both; proposals/hierarchical_grouping.RANKINGS)
     ranking: Literal["rcnn", "opencv", "interleaved"] = "rcnn"
-    workers: int = 2
+    workers: int = 2  # selective search processes per machine (under torchrun, shared by its ranks)
     mat_files: dict[str, str] = field(default_factory=dict)  # split -> .mat path
     cache_dir: Optional[str] = None  # shared proposals directory (default <workdir>/proposals); hash-checked
 

@@ -26,10 +26,12 @@ BARRIER_TIMEOUT = datetime.timedelta(hours=48)
 
 @dataclass(frozen=True)
 class Dist:
-    """This process's place among ``world`` processes (``rank`` 0 .. world - 1); the default is one process."""
+    """This process's place among ``world`` processes (``rank`` 0 .. world - 1), ``local_world`` of them on
+    this machine; the default is one process."""
 
     rank: int = 0
     world: int = 1
+    local_world: int = 1
 
     @property
     def main(self) -> bool:
@@ -66,4 +68,4 @@ class Dist:
             td.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        return cls(td.get_rank(), td.get_world_size())
+        return cls(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

@@ -117,7 +117,8 @@ def stage_proposals(ws: Workspace, progress: bool) -> list[Path]:
                 compute_proposals(items, out, params, key, p.workers, progress=progress)
             else:  # torchrun: each rank its share, into a shard file; rank 0 merges them
                 d = ws.dist
-                compute_proposals(d.shard(items), shard_path(out, d.rank, d.world), params, key, p.workers,
+                workers = max(1, p.workers // d.local_world)  # the machine's proposals.workers, shared by its ranks
+                compute_proposals(d.shard(items), shard_path(out, d.rank, d.world), params, key, workers,
                                   progress=progress)
                 d.barrier()
                 if d.main:
