@@ -2,7 +2,8 @@
 
 ``mode``: ``rcnn`` (the default) is R-CNN's fast mode (:mod:`proposals.hierarchical_grouping`: HSV
 and Lab colour spaces, k in {base_k, base_k + inc_k} = {50, 100}, two similarity strategies, ranked
-by hierarchy level x random as R-CNN ranks them, or as OpenCV does with ``ranking="opencv"``);
+by hierarchy level x random as R-CNN ranks them, as OpenCV does with ``ranking="opencv"``, or the two
+orders alternately with ``ranking="interleaved"``);
 ``fast`` / ``quality`` are OpenCV's strategy sets (fast: the same colour spaces, k and strategies;
 boxes ranked by OpenCV's own random order).
 Output boxes: float32 ``(N, 4)`` ``x1, y1, x2, y2``, 0-based inclusive pixel
