@@ -47,6 +47,7 @@ def test_two_processes_equal_one(tmp_path):
         cfgs[name] = (path, Path(c["workdir"]))
     # the same threads per process in both runs (torchrun's default for several processes: 1)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on loopback: no dependence on the host name resolving
     tool = str(ROOT / "tools" / "run_pipeline.py")
     _run([sys.executable, tool, "--config", str(cfgs["one"][0]), "--no-progress"], env)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", tool,
