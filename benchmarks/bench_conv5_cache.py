@@ -44,10 +44,11 @@ def records(folder: Path) -> list[ImageRecord]:
 
 
 class _Precomputed:
-    """Serves maps computed once (so every format stores the same float32 maps)."""
+    """Serves maps computed once, in the order ``Conv5Cache.build`` asks for them (one scale: record
+    order), so that every format stores the same float32 maps."""
 
     def __init__(self, maps):
-        self.maps, self.next = maps, None
+        self.maps, self.next = maps, list(range(len(maps)))
 
     def to(self, device):
         return self
@@ -82,9 +83,7 @@ def main() -> None:
             row = {}
             with tempfile.TemporaryDirectory() as tmp:
                 for fmt in map_codec.FORMATS:
-                    src = _Precomputed(maps)
-                    src.next = list(range(len(maps)))
-                    cache = Conv5Cache({s: Path(tmp) / fmt}, src, fmt)
+                    cache = Conv5Cache({s: Path(tmp) / fmt}, _Precomputed(maps), fmt)
                     t = time.perf_counter()
                     cache.build(recs, progress=False)
                     write = (time.perf_counter() - t) / len(recs)

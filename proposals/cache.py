@@ -84,10 +84,17 @@ def shard_path(out_path: str | Path, rank: int, world: int) -> Path:
     return out_path.with_name(f"{out_path.stem}.shard{rank}of{world}.npz")
 
 
+def shard_files(out_path: str | Path) -> list[Path]:
+    """Every shard file of a split on disk, of any world size, with their partial checkpoints."""
+    out_path = Path(out_path)
+    return sorted(out_path.parent.glob(f"{out_path.stem}.shard*of*.npz"))
+
+
 def merge_shards(out_path: str | Path, shards: Sequence[Path], items: Sequence[tuple[str, str, tuple[int, int]]],
                  params: SearchParams, params_hash: str) -> None:
     """Write ``out_path`` from the shard files of every rank (each made with ``params_hash``), as
-    :func:`compute_proposals` would have written it for ``items`` in one process; the shards are removed."""
+    :func:`compute_proposals` would have written it for ``items`` in one process; then every shard file
+    of the split is removed (also those a killed run with another number of ranks left)."""
     done: dict[str, np.ndarray] = {}
     for s in shards:
         done.update(load_proposals(s, params_hash))
@@ -95,7 +102,7 @@ def merge_shards(out_path: str | Path, shards: Sequence[Path], items: Sequence[t
     if missing:
         raise ValueError(f"{out_path}: the ranks' shards lack {len(missing)} images, e.g. {missing[:3]}")
     save_proposals(out_path, {i: done[i] for i, _, _ in items}, _meta(params, params_hash, len(items)))
-    for s in shards:
+    for s in shard_files(out_path):
         s.unlink()
 
 

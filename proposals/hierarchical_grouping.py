@@ -408,7 +408,8 @@ def _group_features(features: tuple, strategy: str, image_size: int) -> tuple[np
 
 
 def hierarchical_grouping(image_bgr: np.ndarray, params: GroupingParams = GroupingParams()) -> np.ndarray:
-    """Selective search boxes of a BGR uint8 image, ranked as R-CNN ranks them (module docstring)."""
+    """Selective search boxes of a BGR uint8 image, ranked by ``params.ranking`` (R-CNN's by default;
+    module docstring)."""
     boxes, levels = [], []
     for space in params.colour_spaces:
         img = cv2.cvtColor(image_bgr, _CONVERSIONS[space])

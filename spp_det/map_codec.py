@@ -34,8 +34,7 @@ def encode(fmap: torch.Tensor, fmt: str) -> dict[str, np.ndarray]:
         raise ValueError(f"unknown conv map format {fmt!r}: one of {list(FORMATS)}")
     c = x.shape[0]
     flat = x.reshape(c, -1)
-    lo = np.minimum(flat.min(1, initial=0.0), 0.0)
-    hi = np.maximum(flat.max(1, initial=0.0), 0.0)
+    lo, hi = flat.min(1, initial=0.0), flat.max(1, initial=0.0)  # each channel's range, 0 included
     scale = np.maximum((hi - lo) / 255.0, np.float32(1e-12)).astype(np.float32)
     zero = np.clip(np.round(-lo / scale), 0, 255).astype(np.uint8)
     q = np.clip(np.round(flat / scale[:, None]) + zero[:, None], 0, 255).astype(np.uint8).reshape(x.shape)

@@ -380,10 +380,9 @@ def scratch_pretrain(ws: Workspace) -> list[Path]:
 
 
 def scratch_proposals(ws: Workspace) -> list[Path]:
-    from proposals.cache import partial_path
+    from proposals.cache import partial_path, shard_files
     paths = [ws.data.proposals_path(s) for s in ws.proposal_splits()]
-    shards = [q for p in paths for q in p.parent.glob(f"{p.stem}.shard*of*.npz")]  # of killed torchrun runs
-    return paths + [partial_path(p) for p in paths] + shards + [partial_path(q) for q in shards]
+    return paths + [partial_path(p) for p in paths] + [q for p in paths for q in shard_files(p)]  # torchrun's
 
 
 def scratch_conv5(ws: Workspace) -> list[Path]:

@@ -71,3 +71,22 @@ def test_two_processes_equal_one(tmp_path):
     again = _run(torchrun, env)
     for stage in ("proposals", "conv5", "finetune", "svm", "test", "eval"):
         assert f"[{stage}] up to date, skipped" in again
+
+
+def test_merge_shards_writes_the_split_in_order_and_removes_every_shard(tmp_path):
+    from proposals.cache import merge_shards, read_meta, save_proposals, shard_files, shard_path
+    from proposals.selective_search import SearchParams
+    out = tmp_path / "test.npz"
+    items = [(f"im{i}", f"im{i}.jpg", (10, 10)) for i in range(5)]
+    boxes = {i: np.full((k + 1, 4), float(k), np.float32) for k, (i, _, _) in enumerate(items)}
+    for r in range(2):
+        save_proposals(shard_path(out, r, 2), {i: boxes[i] for i, _, _ in items[r::2]}, {"hash": "h"})
+    save_proposals(shard_path(out, 0, 3), {}, {"hash": "old"})  # left by a killed 3-rank run
+    merge_shards(out, [shard_path(out, r, 2) for r in range(2)], items, SearchParams(), "h")
+    got = load_proposals(out, "h")
+    assert list(got) == [i for i, _, _ in items] and all(np.array_equal(got[i], boxes[i]) for i in got)
+    assert read_meta(out)["num_images"] == 5 and shard_files(out) == []
+    # a missing image is one clear error, not a short file
+    save_proposals(shard_path(out, 0, 2), {"im0": boxes["im0"]}, {"hash": "h"})
+    with pytest.raises(ValueError, match="lack 4 images"):
+        merge_shards(tmp_path / "x.npz", [shard_path(out, 0, 2)], items, SearchParams(), "h")

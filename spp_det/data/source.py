@@ -82,22 +82,25 @@ class DataSource:
         if p.method == "mat":
             mat = p.mat_files.get(split)
             key["mat"] = file_digest(mat) if mat and Path(mat).is_file() else mat
-        else:
-            key.update(mode=p.mode, base_k=p.base_k, inc_k=p.inc_k, sigma=p.sigma, max_boxes=p.max_boxes,
-                       min_size=p.min_size, max_image_side=p.max_image_side)
-            if p.defer_iou is not None:  # only when set: proposals made before the option keep their key
-                key["defer_iou"] = p.defer_iou
-            if p.mode == "rcnn" and p.ranking != "rcnn":  # likewise
-                key["ranking"] = p.ranking
+        else:  # every search setting; the two added later only when they change the search, so that
+            # proposals made before them keep their key
+            search = self.search_params().to_dict()
+            if search["defer_iou"] is None:
+                del search["defer_iou"]
+            if search["mode"] != "rcnn" or search["ranking"] == "rcnn":  # OpenCV's modes ignore it
+                del search["ranking"]
+            key.update(search)
         return stable_hash(key)
 
     # ------------------------------------------------------------------ proposals
     def search_params(self):
-        """Selective-search settings of this config (:class:`proposals.selective_search.SearchParams`)."""
+        """Selective-search settings of this config (:class:`proposals.selective_search.SearchParams`: its
+        fields are ``proposals.*`` keys of the same names)."""
+        import dataclasses
+
         from proposals.selective_search import SearchParams
         p = self.proposals_cfg
-        return SearchParams(p.mode, p.base_k, p.inc_k, p.sigma, p.max_boxes, p.min_size, p.max_image_side,
-                            p.defer_iou, p.ranking)
+        return SearchParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(SearchParams)})
 
     def proposals(self, split: str) -> dict[str, np.ndarray]:
         """Image id -> proposals ``(N, 4)`` of ``split`` (an error if the file's key is not this config's)."""
