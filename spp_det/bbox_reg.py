@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -52,10 +52,14 @@ def decode(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 
 
 def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
-                          bcfg: BboxRegConfig, seed: int = 0, progress: bool = True) -> LinearModels:
+                          bcfg: BboxRegConfig, seed: int = 0, progress: bool = True,
+                          only: Optional[Sequence[int]] = None) -> LinearModels:
     """Per-class ridge regressors (module docstring) on ``feats`` (scaled by ``scale``) of ``data``'s
-    windows that overlap a GT of the class by ``min_overlap`` or more."""
+    windows that overlap a GT of the class by ``min_overlap`` or more. ``only``: train these class
+    indices (the others keep identity regressors and no ``info``; :meth:`LinearModels.merge` puts the
+    shares together); the windows of each class are sampled as when all are trained."""
     records, C = data.records, len(classes)
+    active = list(range(C)) if only is None else list(only)
     cache = data.inputs
     t0 = time.perf_counter()
     # pass 1: choose windows (indices only)
@@ -80,10 +84,11 @@ def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: f
             per_class[c] = per_class[c][np.sort(rng.choice(len(per_class[c]), cap, replace=False))]
     # pass 2: features of the chosen windows, image by image
     dim = feats.pooler.dim
-    X = [np.zeros((len(p), dim), np.float32) for p in per_class]
-    Y = [np.zeros((len(p), 4), np.float64) for p in per_class]
+    X = [np.zeros((len(p) if c in active else 0, dim), np.float32) for c, p in enumerate(per_class)]
+    Y = [np.zeros((len(p) if c in active else 0, 4), np.float64) for c, p in enumerate(per_class)]
     where: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for c, p in enumerate(per_class):
+    for c in active:
+        p = per_class[c]
         for k in np.unique(p[:, 0]):
             rows = np.nonzero(p[:, 0] == k)[0]
             where.setdefault(int(k), []).append((c, rows, p[rows, 1]))
@@ -97,7 +102,7 @@ def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: f
     Wt = np.zeros((C, dim, 4), np.float32)
     bt = np.zeros((C, 4), np.float32)
     counts = {}
-    for c in range(C):
+    for c in active:
         counts[classes[c]] = len(X[c])
         if len(X[c]) == 0:
             log.warning("bbox regression: class %s has no training window; identity regressor", classes[c])
@@ -106,5 +111,5 @@ def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: f
         Wt[c], bt[c] = model.coef_.T, model.intercept_
         X[c] = None  # free as we go
     log.info("bbox regressors trained in %.1f s on %s windows", time.perf_counter() - t0, counts)
-    return LinearModels(Wt, bt, scale, list(classes), "bbox", {"counts": counts})
+    return LinearModels(Wt, bt, scale, list(classes), "bbox", {c: {"windows": n} for c, n in counts.items()})
 

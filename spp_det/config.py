@@ -171,6 +171,12 @@ class FinetuneConfig:
     # frozen); the later stages then pool from maps of the fine-tuned trunk (stage conv5_tuned)
     conv_layers: int = 0
     images_per_batch: int = 2
+    # each mini-batch as this many equal parts (windows; with conv_layers, images), each part's dropout
+    # masks drawn from its own seed, the gradient the mean of the parts'. Under torchrun with N processes
+    # and micro_batches a multiple of N, the processes share the parts (DistributedDataParallel, gloo on
+    # CPU, nccl on GPU); otherwise rank 0 fine-tunes alone. One process with micro_batches = 2 gives
+    # bit for bit what 2 processes give (same thread count per process)
+    micro_batches: int = 1
     gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -350,6 +356,12 @@ class Config:
         self.finetune.resolved("paper" if self.finetune.recipe == "auto" else self.finetune.recipe)
         if self.finetune.conv_layers < 0 or self.finetune.images_per_batch < 1:
             raise ValueError("config: finetune.conv_layers must be >= 0 and finetune.images_per_batch >= 1")
+        ft = self.finetune
+        if ft.micro_batches < 1 or ft.batch_size % ft.micro_batches or (
+                ft.conv_layers and ft.images_per_batch % ft.micro_batches):
+            raise ValueError(f"config: finetune.micro_batches ({ft.micro_batches}) must divide finetune.batch_size "
+                             f"({ft.batch_size})" + (f" and finetune.images_per_batch ({ft.images_per_batch})"
+                                                     if ft.conv_layers else ""))
         if self.finetune.conv_layers and self.mode == "rcnn":
             raise ValueError("config: finetune.conv_layers (conv fine-tuning) is for mode 'spp', not 'rcnn'")
         if self.finetune.conv_layers and self.finetune.val_split:

@@ -7,9 +7,11 @@ rendezvous; the work directory must be on a file system every node sees). Every 
 stage table and decides run or skip from the same manifests; a barrier after each stage keeps them in
 step. Rank 0 (:attr:`Dist.main`) holds the work-directory lock and writes the config, manifests and
 merged outputs. Per-image stages (proposals, conv5, test) give rank ``r`` the images
-``records[r::world]`` (:meth:`Dist.shard`); the other stages run on rank 0 while the others wait.
-Coordination uses gloo (barriers and small Python objects), on CPU and GPU alike; on a GPU machine
-each rank uses the GPU of its ``LOCAL_RANK``.
+``records[r::world]`` (:meth:`Dist.shard`); fine-tuning shares each mini-batch's parts among the
+ranks (DistributedDataParallel, ``finetune.micro_batches``); SVMs and box regressors share the
+classes (:meth:`Dist.shard` of the class indices); the other stages run on rank 0 while the others
+wait. Barriers and small Python objects go through gloo; gradients through gloo on CPU and nccl on
+GPU (the process group is ``cpu:gloo,cuda:nccl`` there); each rank uses the GPU of its ``LOCAL_RANK``.
 """
 from __future__ import annotations
 
@@ -55,17 +57,28 @@ class Dist:
         td.gather_object(obj, out, dst=0)
         return out or []
 
+    def sum(self, value: float) -> float:
+        """The sum of every rank's ``value`` (float64), on every rank."""
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as td
+        t = torch.tensor([value], dtype=torch.float64)
+        td.all_reduce(t)
+        return float(t[0])
+
     @classmethod
     def from_env(cls) -> "Dist":
         """One process, or (``WORLD_SIZE`` > 1, as torchrun sets it) this rank, with the process group
-        initialised (gloo) and, on a GPU machine, this rank's GPU made the current one."""
+        initialised (gloo; gloo and nccl on a GPU machine, where this rank's GPU is made the current one)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
         import torch
         import torch.distributed as td
-        if not td.is_initialized():
-            td.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-        if torch.cuda.is_available():
+        cuda = torch.cuda.is_available()
+        if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        if not td.is_initialized():
+            td.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=BARRIER_TIMEOUT)
         return cls(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

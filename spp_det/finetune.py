@@ -40,9 +40,18 @@ frozen; the frozen start's outputs are computed once per view and scale and
 cached like conv5 maps, :meth:`ModelFactory.conv_start_cache`), and its windows are
 pyramid-pooled with ``spp_pool(method="roipool")``, which back-propagates.  The
 fine-tuned trunk is saved as ``trunk.pt``.
+
+Micro-batches and torchrun (``micro_batches`` = M > 1): each iteration's mini-batch is cut into M
+parts (``np.array_split`` of its windows, or of its images with conv fine-tuning); part ``m``'s
+dropout masks come from ``torch.manual_seed`` of ``(seed, it, m)``, an empty part adds nothing, and
+the gradient is the sum of the parts' mean-loss gradients over M. With N processes and M a multiple
+of N, rank ``r`` computes parts ``r, r + N, ...`` and DistributedDataParallel sums the ranks'
+gradients; as scaling by a power of two is exact and two floats add the same in either order, two
+processes with M = 2 give bit for bit what one process with M = 2 gives.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -62,6 +71,7 @@ from .config import Config, FinetuneConfig
 from .data.source import DataSource
 from .data.voc import ImageRecord
 from .devices import rng_state, set_rng_state
+from .distributed import Dist
 from .features import Conv5Cache, InputSource, WindowSource
 from .head import SPPHead
 from .io_utils import save_json, save_torch
@@ -124,7 +134,8 @@ class FinetuneJob:
     training views (``train``) and the pooled validation sample (``val``, or None); the window source
     and its per-image inputs; ``seed``, ``scales``, ``device``; the checkpoint ``key`` (a checkpoint
     with another key is not resumed); where the results go; and, for conv fine-tuning, the ``tuner``
-    and the cache of its frozen start's outputs (``starts``)."""
+    and the cache of its frozen start's outputs (``starts``); ``dist``: the processes that share each
+    mini-batch (module docstring; one by default)."""
 
     head: SPPHead
     cfg: FinetuneConfig
@@ -141,6 +152,7 @@ class FinetuneJob:
     trunk_path: Path
     tuner: Optional["ConvTuner"] = None
     starts: Optional[Conv5Cache] = None
+    dist: Dist = Dist()
 
 
 def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
@@ -329,40 +341,71 @@ def _evaluate(head: SPPHead, val: tuple[torch.Tensor, torch.Tensor], device: tor
     return {"loss": float(F.cross_entropy(logits, y)), "acc": float((logits.argmax(1) == y).float().mean())}
 
 
-def _window_batches(job: FinetuneJob, start: int):
-    """``(features (B, D), labels (B,))`` of every iteration from ``start`` on, pooled from the conv5 cache."""
+def _parts(n: int, parts: int) -> list[np.ndarray]:
+    """Row indices of the ``parts`` micro-batches of an ``n``-row mini-batch (``np.array_split``)."""
+    return np.array_split(np.arange(n), parts)
+
+
+def _window_batches(job: FinetuneJob, start: int, parts: Sequence[int]):
+    """Every iteration's micro-batches ``parts`` from ``start`` on, as ``[(features (b, D), labels (b,))]``,
+    pooled from the conv5 cache (only the windows of those parts)."""
     db, ft, it = job.train, job.cfg, start
     while True:
         chunk, skip = divmod(it, ft.batches_per_chunk)
         batches = sample_chunk(db, chunk, ft, job.seed, len(job.scales))[skip:]
-        feats = pool_selection(job.pooler, job.inputs, db, np.concatenate([b[0] for b in batches]),
-                               np.concatenate([b[1] for b in batches]), np.concatenate([b[3] for b in batches]))
-        offset = 0
-        for _, _, labels, _ in batches:
-            yield feats[offset:offset + len(labels)], labels
+        rows = [[_parts(len(b[2]), ft.micro_batches)[m] for m in parts] for b in batches]
+        sel = [(b[0][r], b[1][r], b[2][r], b[3][r]) for b, rs in zip(batches, rows) for r in rs]
+        feats = pool_selection(job.pooler, job.inputs, db, *(np.concatenate([s[k] for s in sel]) for k in (0, 1, 3)))
+        offset, out = 0, []
+        for _, _, labels, _ in sel:
+            out.append((feats[offset:offset + len(labels)], labels))
             offset += len(labels)
-            it += 1
+            if len(out) == len(parts):
+                yield out
+                out = []
+                it += 1
 
 
-def _image_batches(job: FinetuneJob, start: int):
-    """``(features, labels)`` of every iteration from ``start`` on (image-centric, conv fine-tuning);
-    ``features`` is a function computing them with gradients into the tuner's tail from the cached
-    outputs of its frozen start (``job.starts``)."""
+def _image_batches(job: FinetuneJob, start: int, parts: Sequence[int]):
+    """Every iteration's micro-batches ``parts`` from ``start`` on (image-centric, conv fine-tuning), as
+    ``[(features, labels)]``; ``features`` is a function computing them with gradients into the tuner's
+    tail from the cached outputs of its frozen start (``job.starts``)."""
     db, pooler, device, tuner, starts, it = job.train, job.pooler, job.device, job.tuner, job.starts, start
     while True:
         picked = sample_images(db, it, job.cfg, job.seed, len(job.scales))
+        out = []
+        for m in parts:
+            sub = [picked[j] for j in _parts(len(picked), job.cfg.micro_batches)[m]]
 
-        def features(picked=picked) -> torch.Tensor:
-            parts = []
-            for i, win, _, k in picked:
-                rec, scale = db[i].record, job.scales[k]
-                fmap = tuner.tail_map(starts.load(rec, {k})[k].to(device))
-                cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
-                parts.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
-            return torch.cat(parts)
+            def features(sub=sub) -> torch.Tensor:
+                batch = []
+                for i, win, _, k in sub:
+                    rec, scale = db[i].record, job.scales[k]
+                    fmap = tuner.tail_map(starts.load(rec, {k})[k].to(device))
+                    cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
+                    batch.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
+                return torch.cat(batch)
 
-        yield features, np.concatenate([p[2] for p in picked])
+            out.append((features, np.concatenate([p[2] for p in sub]) if sub else np.zeros(0, np.int64)))
+        yield out
         it += 1
+
+
+class _Trained(nn.Module):
+    """What DistributedDataParallel wraps: the head, and the tuner's trainable tail (its parameters are
+    among this module's so that their gradients are summed too), applied to one micro-batch's features."""
+
+    def __init__(self, head: SPPHead, tail: Optional[nn.Module]):
+        super().__init__()
+        self.head, self.tail = head, tail
+
+    def forward(self, feats) -> torch.Tensor:
+        return self.head(feats() if callable(feats) else feats)
+
+
+def _part_seed(seed: int, it: int, part: int) -> int:
+    """The dropout seed of micro-batch ``part`` of iteration ``it``."""
+    return int(np.random.SeedSequence([seed, 31, it, part]).generate_state(1)[0])
 
 
 def finetune(job: FinetuneJob, progress: bool = True) -> Path:
@@ -395,34 +438,52 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
             it, history, best = state["iter"], state["history"], state["best"]
             set_rng_state(state["torch_rng"], device)
             log.info("resuming fine-tuning at iteration %d", it)
-    val = job.val
+    val, d, M = job.val, job.dist, ft.micro_batches
+    parts = d.shard(range(M))  # this rank's micro-batches (all of them in one process)
     head.train()
     if tuner is not None:
         tuner.train()
-        job.starts.build([d.record for d in db], device, progress)
-        batches = _image_batches(job, it)
+        job.starts.build(d.shard([r.record for r in db]), device, progress)
+        d.barrier()  # every rank's share of the start's outputs is cached
+        batches = _image_batches(job, it, parts)
     else:
-        batches = _window_batches(job, it)
+        batches = _window_batches(job, it, parts)
+    net = _Trained(head, tuner.tail if tuner is not None else None)
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+            find_unused_parameters=tuner is not None)  # (an empty micro-batch leaves the tail unused)
     bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     start_it = it
     while it < total:
-        feats, labels = next(batches)
-        x = (feats() if callable(feats) else feats).to(device)
-        y = torch.from_numpy(labels).to(device)
+        micro = next(batches)
         for g in opt.param_groups:
             g["lr"] = lr_at(it, ft, total)
-        loss = F.cross_entropy(head(x), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for j, (feats, labels) in enumerate(micro):
+            sync = d.world == 1 or j == len(micro) - 1  # DDP sums gradients after a rank's last micro-batch
+            with contextlib.nullcontext() if sync else net.no_sync():
+                if M > 1:
+                    torch.manual_seed(_part_seed(job.seed, it, parts[j]))
+                y = torch.from_numpy(labels).to(device)
+                x = feats if callable(feats) else feats.to(device)
+                if len(y) == 0:  # nothing to learn from; the part still joins the gradient sum
+                    x = torch.zeros((0, job.pooler.dim), device=device)
+                logits = net(x)
+                loss = F.cross_entropy(logits, y) if len(y) else logits.sum() * 0.0
+                (loss / len(micro) if len(micro) > 1 else loss).backward()
+                loss_acc += loss.item()
         opt.step()
-        loss_acc += loss.item()
         n_acc += 1
         it += 1
         bar.update(1)
         if it % ft.snapshot_every == 0 or it == total:
-            entry = {"iter": it, "train_loss": loss_acc / max(1, n_acc), "lr": lr_at(it - 1, ft, total)}
+            train_loss = d.sum(loss_acc) / max(1, n_acc * M)  # every rank's parts
             loss_acc, n_acc = 0.0, 0
+            if not d.main:
+                continue
+            entry = {"iter": it, "train_loss": train_loss, "lr": lr_at(it - 1, ft, total)}
             if val is not None:
                 entry.update({f"val_{k}": v for k, v in _evaluate(head, val, device).items()})
             history.append(entry)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -59,6 +60,22 @@ class LinearModels:
         if self.W.ndim != 3 or self.W.shape[0] != C or self.b.shape != (C, self.W.shape[2]):
             raise ValueError(f"{self.kind}: W must be (C, D, K) and b (C, K) for C = {C} classes; got W "
                              f"{self.W.shape}, b {self.b.shape}")
+
+    @classmethod
+    def merge(cls, parts: "Sequence[tuple[Sequence[int], LinearModels]]") -> "LinearModels":
+        """One model from models that each trained some of the classes (torchrun's ranks): ``parts`` =
+        ``[(class indices, model)]``, every class in exactly one part; a class's rows of ``W`` and ``b`` and
+        its ``info`` entry (keyed by class name) come from the model that trained it."""
+        first = parts[0][1]
+        owner = {c: m for cs, m in parts for c in cs}
+        if sorted(owner) != list(range(len(first.classes))) or sum(len(cs) for cs, _ in parts) != len(owner):
+            raise ValueError(f"{first.kind}: the parts must train every class exactly once")
+        C = len(first.classes)
+        W = np.stack([owner[c].W[c] for c in range(C)])
+        b = np.stack([owner[c].b[c] for c in range(C)])
+        info = {first.classes[c]: owner[c].info[first.classes[c]] for c in range(C)
+                if first.classes[c] in owner[c].info}
+        return cls(W, b, first.scale, list(first.classes), first.kind, info)
 
     @property
     def dim(self) -> int:

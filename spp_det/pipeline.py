@@ -6,7 +6,7 @@ key parts changed). ``force`` resets the named stages and everything downstream 
 (:func:`spp_det.stages.force`), so they are recomputed from scratch.
 
 Under torchrun (``dist``, :mod:`spp_det.distributed`) every rank runs this same sequence: a stage the
-table marks ``sharded`` runs on every rank (each on its share of the images), any other on rank 0
+table marks ``sharded`` runs on every rank (each on its share of the work), any other on rank 0
 alone; a barrier ends each stage, and rank 0 alone locks the work directory, writes the config and
 the manifests, and prints.
 """

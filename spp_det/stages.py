@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .data.voc import ImageRecord
+from .distributed import Dist
 from .io_utils import load_json, save_json, save_text, stable_hash, state_digest
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
@@ -37,6 +38,7 @@ from .workspace import Workspace
 if TYPE_CHECKING:
     from .finetune import FinetuneJob
     from .head import SPPHead
+    from .linear import LinearModels
     from .window_features import TrainingWindows, WindowFeatures
 
 log = logging.getLogger(__name__)
@@ -149,23 +151,35 @@ def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
     return list(cache.dirs.values())
 
 
-def finetune_job(ws: Workspace) -> "FinetuneJob":
-    """What fine-tuning uses (:class:`spp_det.finetune.FinetuneJob`); no windows are labelled when it is off."""
+def finetune_job(ws: Workspace, dist: Optional[Dist] = None) -> "FinetuneJob":
+    """What fine-tuning uses (:class:`spp_det.finetune.FinetuneJob`); no windows are labelled when it is off.
+    ``dist``: the processes that share each mini-batch (default: one); the validation sample is pooled
+    on rank 0 alone, which chooses the snapshot."""
     from .finetune import ConvTuner, FinetuneJob, build_head, build_window_db, validation_set
-    models, ft = ws.models, ws.models.finetune_cfg
+    models, ft, dist = ws.models, ws.models.finetune_cfg, dist or Dist()
     head = build_head(models, len(ws.data.classes), ws.cfg.seed).to(models.device)
     run = ft.enabled and ft.iterations != 0
     tuner = ConvTuner(models.backbone, ft.conv_layers).to(models.device) if run and models.conv_tuned else None
     return FinetuneJob(head, ft, build_window_db(ws.data, ws.finetune_split, ft.use_flipped, ws.cfg) if run else [],
-                       validation_set(ws.data, models, ws.cfg) if run else None, models.pooler(),
+                       validation_set(ws.data, models, ws.cfg) if run and dist.main else None, models.pooler(),
                        models.window_inputs(), ws.cfg.seed, models.scales, models.device, stage_key(ws, "finetune"),
                        ws.layout.finetune_dir, ws.layout.head, ws.layout.tuned_trunk, tuner,
-                       models.conv_start_cache(tuner) if tuner is not None else None)
+                       models.conv_start_cache(tuner) if tuner is not None else None, dist)
 
 
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
+    """Fine-tuning; under torchrun the ranks share each mini-batch when ``finetune.micro_batches`` is a
+    multiple of their number, else rank 0 fine-tunes alone."""
     from .finetune import finetune
-    return [finetune(finetune_job(ws), progress)] + ([ws.layout.tuned_trunk] if ws.models.conv_tuned else [])
+    d, parts = ws.dist, ws.models.finetune_cfg.micro_batches
+    if d.world > 1 and parts % d.world:
+        if not d.main:
+            return []
+        log.warning("fine-tuning on rank 0 alone: set finetune.micro_batches to a multiple of the %d processes "
+                    "to share it (which changes the results, as a key part)", d.world)
+        d = Dist()
+    out = finetune(finetune_job(ws, d), progress)
+    return [out] + ([ws.layout.tuned_trunk] if ws.models.conv_tuned else [])
 
 
 def fine_tuned_head(ws: Workspace) -> "SPPHead":
@@ -200,14 +214,40 @@ def training_windows(ws: Workspace, tuned: bool) -> "TrainingWindows":
 def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
     """SVMs on ``kind`` features: ``pool5`` (no fine-tuning: always the ImageNet trunk's maps) or ``fc7``."""
     from .svm import train_svms
-    from .window_features import WindowFeatures, feature_scale
+    from .window_features import WindowFeatures
     tuned = kind == "fc7" and ws.models.conv_tuned
     data = training_windows(ws, tuned)
     feats = WindowFeatures(ws.models.pooler(), kind, fine_tuned_head(ws) if kind == "fc7" else None,
                            ws.models.device, ws.cfg.features.batch_windows)
-    scale = feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, norm_path(ws, feats, data.split, tuned), progress)
-    out = ws.layout.svm(kind)
-    train_svms(data, feats, scale, ws.data.classes, ws.cfg.svm, progress).save(out)
+    scale = _feature_scale(ws, feats, data, tuned, progress)
+    return _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
+                                                                      ws.cfg.svm, progress, only))
+
+
+def _feature_scale(ws: Workspace, feats: "WindowFeatures", data: "TrainingWindows", tuned: bool,
+                   progress: bool) -> float:
+    """:func:`spp_det.window_features.feature_scale` of ``feats`` on ``data``: under torchrun rank 0
+    measures and saves it, then the other ranks read it."""
+    from .window_features import feature_scale
+    path = norm_path(ws, feats, data.split, tuned)
+    if ws.dist.main:
+        scale = feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, path, progress)
+    ws.dist.barrier()
+    return scale if ws.dist.main else feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, path, False)
+
+
+def _by_class(ws: Workspace, out: Path, train: Callable[[Optional[list[int]]], "LinearModels"]) -> list[Path]:
+    """Per-class linear models ``train(only)`` saved to ``out``; under torchrun each rank trains its share
+    of the classes (:meth:`Dist.shard` of their indices) and rank 0 merges and saves them."""
+    from .linear import LinearModels
+    d = ws.dist
+    if d.world == 1:
+        train(None).save(out)
+        return [out]
+    mine = d.shard(range(len(ws.data.classes)))
+    parts = d.gather((mine, train(mine) if mine else None))
+    if d.main:
+        LinearModels.merge([(cs, m) for cs, m in parts if cs]).save(out)
     return [out]
 
 
@@ -232,14 +272,12 @@ def stage_svm(ws: Workspace, progress: bool) -> list[Path]:
 
 def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
     from .bbox_reg import train_bbox_regressors
-    from .window_features import WindowFeatures, feature_scale
+    from .window_features import WindowFeatures
     data = training_windows(ws, ws.models.conv_tuned)
     feats = WindowFeatures(ws.models.pooler(), "pool5")
-    scale = feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, norm_path(ws, feats, data.split, ws.models.conv_tuned),
-                          progress)
-    out = ws.layout.bbox_reg
-    train_bbox_regressors(data, feats, scale, ws.data.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress).save(out)
-    return [out]
+    scale = _feature_scale(ws, feats, data, ws.models.conv_tuned, progress)
+    return _by_class(ws, ws.layout.bbox_reg, lambda only: train_bbox_regressors(
+        data, feats, scale, ws.data.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress, only))
 
 
 def stage_test(ws: Workspace, progress: bool) -> list[Path]:
@@ -334,8 +372,10 @@ def key_conv5(ws: Workspace) -> dict:
 
 def key_finetune(ws: Workspace) -> dict:
     c = ws.cfg
+    ft = {k: v for k, v in vars(ws.models.finetune_cfg).items() if (k, v) != ("micro_batches", 1)}  # (so keys
+    # made before the option existed hold)
     return {**_training_labels(ws, ws.finetune_split, c.finetune.val_split), "pool": ws.models.pooling_key(),
-            "model": vars(c.model), "finetune": vars(ws.models.finetune_cfg), "seed": c.seed}
+            "model": vars(c.model), "finetune": ft, "seed": c.seed}
 
 
 def key_conv5_tuned(ws: Workspace) -> dict:
@@ -444,8 +484,9 @@ class Stage:
     split, proposals and conv5, keys each split apart as ``split:<name>``, and a reader's key takes only
     the splits it reads: a replaced test image does not retrain); ``manifest``: False for the dataset
     stage, which always runs (it is cheap, and generating an embedded dataset is idempotent);
-    ``sharded``: under torchrun every rank runs it on its share of the images (``ws.dist``) and rank 0
-    merges, where other stages run on rank 0 alone (:mod:`spp_det.distributed`).
+    ``sharded``: under torchrun every rank runs it on its share of the work (``ws.dist``: images;
+    fine-tuning's micro-batches; SVMs' and box regressors' classes) and rank 0 merges, where other
+    stages run on rank 0 alone (:mod:`spp_det.distributed`).
     """
 
     name: str
@@ -466,15 +507,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5,
           sharded=True),
     Stage("finetune", stage_finetune, ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
-          lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s]),
+          lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s], sharded=True),
     Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.models.conv_tuned,
           scratch_conv5_tuned, sharded=True),
     Stage("svm_pool5", stage_svm_pool5, ("proposals", "conv5"), key_svm_pool5,
-          lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split),
+          lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split, sharded=True),
     Stage("svm", stage_svm, ("proposals", "conv5", "finetune", "conv5_tuned"), key_svm, _always, scratch_svm,
-          _train_split),
+          _train_split, sharded=True),
     Stage("bbox_reg", stage_bbox_reg, ("proposals", "conv5", "conv5_tuned"), key_bbox_reg,
-          lambda ws: ws.cfg.bbox_reg.enabled, scratch_bbox_reg, _train_split),
+          lambda ws: ws.cfg.bbox_reg.enabled, scratch_bbox_reg, _train_split, sharded=True),
     Stage("test", stage_test, ("proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg"),
           key_test, _always, scratch_test, _test_split, sharded=True),
     Stage("eval", stage_eval, ("test",), key_eval, _always, scratch_eval, _test_split),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.svm import LinearSVC
@@ -76,10 +76,15 @@ class HardNegativeMiner:
     retrain evicts cached negatives scoring < ``evict_thresh``.
     """
 
-    def __init__(self, positives: list[np.ndarray], cfg: SvmConfig):
+    def __init__(self, positives: list[np.ndarray], cfg: SvmConfig, active: Optional[Sequence[int]] = None):
+        """``positives[c]``: scaled features ``(P_c, D)`` of class ``c``'s positives; ``active``: the classes
+        this miner trains (default all; under torchrun each rank its share). An inactive class keeps a zero
+        model, and the scores of the active ones are still computed as columns of one ``(N, C)`` product, so
+        a class's model does not depend on which others are trained beside it."""
         self.cfg = cfg
         self.caches = [ClassCache(np.asarray(p, np.float32)) for p in positives]
         dim = self.caches[0].X_pos.shape[1]
+        self.active = list(range(len(positives))) if active is None else list(active)
         self.W = np.zeros((dim, len(positives)), np.float32)
         self.B = np.zeros(len(positives), np.float32)
         self.images_seen = 0
@@ -99,7 +104,8 @@ class HardNegativeMiner:
         first = self.images_seen == 0
         self.images_seen += 1
         Z = X @ self.W + self.B
-        for c, cache in enumerate(self.caches):
+        for c in self.active:
+            cache = self.caches[c]
             # one pass over the images: this image's windows cannot be cached yet, so every
             # candidate is new ("not already cached" holds by construction)
             cand = np.nonzero(is_neg[:, c] if first else is_neg[:, c] & (Z[:, c] > self.cfg.hard_thresh))[0]
@@ -114,26 +120,30 @@ class HardNegativeMiner:
 
 
 def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
-               cfg: SvmConfig, progress: bool = True) -> LinearModels:
+               cfg: SvmConfig, progress: bool = True, only: Optional[Sequence[int]] = None) -> LinearModels:
     """One SVM per class on ``feats`` (scaled by ``scale``) of ``data``'s windows: GT boxes of the class
     as positives, R-CNN's one-pass hard negative mining over the proposals (IoU < ``neg_overlap``
-    with every GT of the class, difficult ones included)."""
+    with every GT of the class, difficult ones included). ``only``: train these class indices (the
+    others keep zero models and no ``info``; :meth:`LinearModels.merge` puts the shares together)."""
     records, C, kind = data.records, len(classes), feats.kind
+    active = list(range(C)) if only is None else list(only)
     t0 = time.perf_counter()
 
     # positives: GT boxes of each class
     pos: list[list[np.ndarray]] = [[] for _ in range(C)]
     for r in tqdm(records, desc=f"svm {kind} positives", unit="img", disable=not progress, leave=False):
         gt, labels = r.gt_for_training(data.use_difficult)
-        if len(gt):
+        if np.isin(labels, active).any():
             x = feats(data.inputs.load(r), gt, (r.height, r.width)) * scale
-            for c in range(C):
+            for c in active:
                 if (labels == c).any():
                     pos[c].append(x[labels == c])
-    for c in range(C):
+    for c in active:
         if not pos[c]:
             raise ValueError(f"class {classes[c]!r} has no (non-difficult) training object in split {data.split!r}")
-    miner = HardNegativeMiner([np.concatenate(p) for p in pos], cfg)
+    dim = next(p[0].shape[1] for p in pos if p)
+    miner = HardNegativeMiner([np.concatenate(p) if p else np.zeros((0, dim), np.float32) for p in pos], cfg,
+                              active)
 
     for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
         boxes, _ = data.windows(r)
@@ -145,7 +155,7 @@ def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, class
         miner.add_image(idx, X, is_neg, boxes, last=idx == len(records) - 1)
     W, B, caches = miner.W, miner.B, miner.caches
     dt = time.perf_counter() - t0
-    info = {c: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
-                "retrains": caches[i].retrains} for i, c in enumerate(classes)}
+    info = {classes[i]: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
+                         "retrains": caches[i].retrains} for i in active}
     log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
     return LinearModels(W.T[:, :, None], B[:, None], scale, list(classes), f"svm_{kind}", info)

@@ -1,5 +1,6 @@
-"""torchrun: two processes give what one process gives (the same proposals, conv5 maps, comp4 files and
-mAP), and a rerun under torchrun resumes (skips) like a rerun of one process."""
+"""torchrun: two processes give what one process gives (the same proposals, conv5 maps, fine-tuned head,
+SVMs, box regressors, comp4 files and mAP), and a rerun under torchrun resumes (skips) like a rerun of one
+process."""
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from proposals.cache import load_proposals
@@ -28,7 +30,7 @@ def test_shard_splits_every_item_once_in_rank_order():
 def _run(cmd, env):
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout
+    return res.stdout + res.stderr
 
 
 def _files(d: Path) -> dict[str, bytes]:
@@ -42,6 +44,7 @@ def test_two_processes_equal_one(tmp_path):
     for name in ("one", "two"):
         c = tiny_config(tmp_path / name, data)
         c["finetune"]["iterations"] = 20
+        c["finetune"]["micro_batches"] = 2  # two processes share each mini-batch (DistributedDataParallel)
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(c))
         cfgs[name] = (path, Path(c["workdir"]))
@@ -55,13 +58,19 @@ def test_two_processes_equal_one(tmp_path):
     out = _run(torchrun, env)
     one, two = cfgs["one"][1], cfgs["two"][1]
     assert out.count("[conv5] running") == 1  # rank 0 alone prints
+    assert "fine-tuning on rank 0 alone" not in out and out.count("fine-tuning: 20 iterations") == 2  # both ranks
     # proposals: the merged file holds what one process wrote, and no shard is left
     for split in ("trainval", "test"):
         a, b = load_proposals(one / "proposals" / f"{split}.npz"), load_proposals(two / "proposals" / f"{split}.npz")
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert not list((two / "proposals").glob("*shard*"))
-    # conv5 maps, byte for byte; every comp4 file and the evaluation
+    # conv5 maps, byte for byte; the fine-tuned head (one process computes both halves of each mini-batch,
+    # two processes one half each), the SVMs and box regressors (two processes: half of the classes each)
     assert _files(one / "conv5") == _files(two / "conv5")
+    for f in ("finetune/best.pt", "svm/fc7.pt", "svm/pool5.pt", "bbox_reg/model.pt"):
+        a, b = (torch.load(w / f, weights_only=False) for w in (one, two))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k]
+                                            for k in a), f
     det_one, det_two = _files(one / "detections"), _files(two / "detections")
     assert len(det_one) >= 3 * 6 and det_one == det_two
     for v in ("pool5", "fc7", "fc7_bbox"):
@@ -90,3 +99,25 @@ def test_merge_shards_writes_the_split_in_order_and_removes_every_shard(tmp_path
     save_proposals(shard_path(out, 0, 2), {"im0": boxes["im0"]}, {"hash": "h"})
     with pytest.raises(ValueError, match="lack 4 images"):
         merge_shards(tmp_path / "x.npz", [shard_path(out, 0, 2)], items, SearchParams(), "h")
+
+
+@pytest.mark.slow
+def test_two_processes_share_conv_fine_tuning(tmp_path):
+    """Conv fine-tuning (image-centric mini-batches of 2 images, one per process): the same head and trunk."""
+    data = tmp_path / "data" / "VOC2007"
+    works = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    tool = str(ROOT / "tools" / "run_pipeline.py")
+    for name, launch in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"])):
+        c = tiny_config(tmp_path / name, data)
+        c["finetune"].update({"iterations": 6, "conv_layers": 1, "micro_batches": 2, "snapshot_every": 3})
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(c))
+        out = _run([sys.executable, *launch, tool, "--config", str(path), "--no-progress",
+                    "--stages", "dataset,proposals,conv5,finetune"], env)
+        assert out.count("fine-tuning: 6 iterations") == (2 if launch else 1)  # under torchrun, both ranks
+        works.append(Path(c["workdir"]))
+    for f in ("finetune/best.pt", "finetune/trunk.pt"):
+        a, b = (torch.load(w / f, weights_only=True) for w in works)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f

@@ -34,3 +34,23 @@ def test_svm_files_written_before_the_class_still_load(tmp_path):
     x = np.ones((1, 3), np.float32)
     np.testing.assert_allclose(m.scores(x), (2.0 * x) @ W + b)
     assert m.kind == "svm_fc7"
+
+
+def test_merge_takes_each_class_from_the_model_that_trained_it():
+    rng = np.random.default_rng(1)
+    classes = ["a", "b", "c"]
+    full = LinearModels(rng.standard_normal((3, 4, 4)), rng.standard_normal((3, 4)), 0.5, classes, "bbox",
+                        {c: {"windows": i} for i, c in enumerate(classes)})
+
+    def share(only):  # what one rank trains: its classes' rows and info, zeros elsewhere
+        W, b = np.zeros_like(full.W), np.zeros_like(full.b)
+        W[only], b[only] = full.W[only], full.b[only]
+        return LinearModels(W, b, 0.5, classes, "bbox", {classes[c]: full.info[classes[c]] for c in only})
+
+    merged = LinearModels.merge([([0, 2], share([0, 2])), ([1], share([1]))])
+    np.testing.assert_array_equal(merged.W, full.W)
+    np.testing.assert_array_equal(merged.b, full.b)
+    assert merged.info == full.info and list(merged.info) == classes
+    for parts in ([([0, 2], share([0, 2]))], [([0, 1], share([0, 1])), ([1, 2], share([1, 2]))]):
+        with pytest.raises(ValueError, match="every class exactly once"):
+            LinearModels.merge(parts)
