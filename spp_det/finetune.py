@@ -451,7 +451,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     net = _Trained(head, tuner.tail if tuner is not None else None)
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+            net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=tuner is not None)  # (an empty micro-batch leaves the tail unused)
     bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
     t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
