@@ -132,11 +132,11 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     sizes = [r["images"] for r in results]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for s in results[0]["stages"]:
-        t = [r["stages"][s]["seconds"] or 0.0 for r in results]
-        if max(t) >= 1.0:
-            ax_t.plot(sizes, t, marker="o", label=s)
-        ax_m.plot(sizes, [r["stages"][s]["rss_mb"] / 1024 for r in results], marker="o", label=s)
+    ran = [s for s in results[0]["stages"] if max(r["stages"][s]["seconds"] or 0.0 for r in results) >= 0.5]
+    for k, s in enumerate(ran):  # stages this config runs (not the unused ones), one colour each in both
+        style = {"marker": "o", "label": s, "color": plt.cm.tab10(k % 10)}
+        ax_t.plot(sizes, [r["stages"][s]["seconds"] for r in results], **style)
+        ax_m.plot(sizes, [r["stages"][s]["rss_mb"] / 1024 for r in results], **style)
     ax_t.set(xscale="log", yscale="log", xlabel="images (half trainval, half test)", ylabel="stage time (s)",
              title="time per stage")
     ax_m.set(xscale="log", xlabel="images", ylabel="peak RSS of the stage's largest process (GB)",
@@ -144,6 +144,7 @@ def plot(results: list[dict], path: Path) -> None:
     ax_m.axhline(8, color="grey", linestyle="--", linewidth=1)
     ax_m.text(sizes[0], 8.05, "8 GB target", color="grey", fontsize=8, va="bottom")
     ax_t.legend(fontsize=8)
+    ax_m.legend(fontsize=8, loc="center right")
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle("spp-det stage scaling (bench_scaling.py settings, 2 CPU cores)")

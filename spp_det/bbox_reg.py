@@ -9,7 +9,9 @@ Training windows: GT boxes and proposals whose best IoU with a GT (+1 rule) is
 Ridge regression (scikit-learn ``Ridge``, intercept not penalised), lambda =
 ``lam`` (4000), per class on pooled conv5 scaled to mean norm 20.
 ``max_per_class`` windows at most per class (seeded sample; null = all) bound
-the memory: VOC 2007 has ~10^5 such windows x 12,800 floats.
+the memory: VOC 2007 has ~10^5 such windows x 12,800 floats; and the classes
+are trained in groups whose features fit ``max_memory_gb`` (each group one
+pass over the maps of its images), which leaves every model unchanged.
 """
 from __future__ import annotations
 
@@ -51,6 +53,21 @@ def decode(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     return np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w - 1.0, cy + 0.5 * h - 1.0], 1).astype(np.float32)
 
 
+def class_groups(sizes: Sequence[int], budget: float) -> list[list[int]]:
+    """Consecutive groups of the indices of ``sizes`` (bytes) whose sums stay within ``budget``; an item
+    larger than the budget is a group of its own."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, n in enumerate(sizes):
+        if groups and total + n <= budget:
+            groups[-1].append(i)
+            total += n
+        else:
+            groups.append([i])
+            total = n
+    return groups
+
+
 def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
                           bcfg: BboxRegConfig, seed: int = 0, progress: bool = True,
                           only: Optional[Sequence[int]] = None) -> LinearModels:
@@ -82,34 +99,42 @@ def train_bbox_regressors(data: TrainingWindows, feats: WindowFeatures, scale: f
         cap = bcfg.max_per_class
         if cap and len(per_class[c]) > cap:
             per_class[c] = per_class[c][np.sort(rng.choice(len(per_class[c]), cap, replace=False))]
-    # pass 2: features of the chosen windows, image by image
+    # pass 2, per group of classes whose features fit max_memory_gb: the features of their chosen windows,
+    # image by image, then one ridge fit per class
     dim = feats.pooler.dim
-    X = [np.zeros((len(p) if c in active else 0, dim), np.float32) for c, p in enumerate(per_class)]
-    Y = [np.zeros((len(p) if c in active else 0, 4), np.float64) for c, p in enumerate(per_class)]
-    where: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for c in active:
-        p = per_class[c]
-        for k in np.unique(p[:, 0]):
-            rows = np.nonzero(p[:, 0] == k)[0]
-            where.setdefault(int(k), []).append((c, rows, p[rows, 1]))
-    for k in tqdm(sorted(where), desc="bbox-reg features", unit="img", disable=not progress):
-        i, boxes, targets, _ = chosen[k]
-        r = records[i]
-        fmap = cache.load(r)
-        for c, rows, win in where[k]:
-            X[c][rows] = feats(fmap, boxes[win], (r.height, r.width)) * scale
-            Y[c][rows] = targets[win]
     Wt = np.zeros((C, dim, 4), np.float32)
     bt = np.zeros((C, 4), np.float32)
     counts = {}
-    for c in active:
-        counts[classes[c]] = len(X[c])
-        if len(X[c]) == 0:
-            log.warning("bbox regression: class %s has no training window; identity regressor", classes[c])
-            continue
-        model = Ridge(alpha=bcfg.lam, fit_intercept=True).fit(X[c], Y[c])
-        Wt[c], bt[c] = model.coef_.T, model.intercept_
-        X[c] = None  # free as we go
+    groups = class_groups([len(per_class[c]) * dim * 4 for c in active], bcfg.max_memory_gb * 2 ** 30)
+    if len(groups) > 1:
+        log.info("bbox regression: %d classes in %d groups of at most %.1f GB of features", len(active),
+                 len(groups), bcfg.max_memory_gb)
+    for group in groups:
+        cls = [active[g] for g in group]
+        X = {c: np.zeros((len(per_class[c]), dim), np.float32) for c in cls}
+        Y = {c: np.zeros((len(per_class[c]), 4), np.float64) for c in cls}
+        where: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for c in cls:
+            p = per_class[c]
+            for k in np.unique(p[:, 0]):
+                rows = np.nonzero(p[:, 0] == k)[0]
+                where.setdefault(int(k), []).append((c, rows, p[rows, 1]))
+        for k in tqdm(sorted(where), desc="bbox-reg features", unit="img", disable=not progress):
+            i, boxes, targets, _ = chosen[k]
+            r = records[i]
+            fmap = cache.load(r)
+            for c, rows, win in where[k]:
+                X[c][rows] = feats(fmap, boxes[win], (r.height, r.width)) * scale
+                Y[c][rows] = targets[win]
+        for c in cls:
+            counts[classes[c]] = len(X[c])
+            if len(X[c]) == 0:
+                log.warning("bbox regression: class %s has no training window; identity regressor", classes[c])
+                continue
+            model = Ridge(alpha=bcfg.lam, fit_intercept=True).fit(X[c], Y[c])
+            Wt[c], bt[c] = model.coef_.T, model.intercept_
+            X[c] = None  # free as we go
+    counts = {classes[c]: counts[classes[c]] for c in active}  # in class order
     log.info("bbox regressors trained in %.1f s on %s windows", time.perf_counter() - t0, counts)
     return LinearModels(Wt, bt, scale, list(classes), "bbox", {c: {"windows": n} for c, n in counts.items()})
 

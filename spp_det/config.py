@@ -175,7 +175,8 @@ class FinetuneConfig:
     # masks drawn from its own seed, the gradient the mean of the parts'. Under torchrun with N processes
     # and micro_batches a multiple of N, the processes share the parts (DistributedDataParallel, gloo on
     # CPU, nccl on GPU); otherwise rank 0 fine-tunes alone. One process with micro_batches = 2 gives
-    # bit for bit what 2 processes give (same thread count per process)
+    # bit for bit what 2 processes give (same thread count per process). For GPUs: on CPUs the gradient
+    # exchange costs more than it saves (docs/BENCHMARKS.md, "torchrun, step 2")
     micro_batches: int = 1
     gamma: float = 0.1
     momentum: float = 0.9
@@ -241,6 +242,10 @@ class BboxRegConfig:
     min_overlap: float = 0.5
     lam: float = 4000.0
     max_per_class: Optional[int] = 5000  # memory bound (R-CNN used all windows); null = all
+    # the training windows' features held at once: classes are trained in groups that fit, each group one
+    # pass over its images' maps (VOC07, 20 classes x 5,000 windows x 12,800-d ZF-5 pool5: 4.9 GB in all).
+    # The models do not depend on it (not a key part)
+    max_memory_gb: float = 2.0
 
 
 @dataclass

@@ -57,6 +57,15 @@ class Dist:
         td.gather_object(obj, out, dst=0)
         return out or []
 
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as td
+        out = [None] * self.world
+        td.all_gather_object(out, obj)
+        return out
+
     def sum(self, value: float) -> float:
         """The sum of every rank's ``value`` (float64), on every rank."""
         if self.world == 1:

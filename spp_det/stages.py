@@ -220,8 +220,11 @@ def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
     feats = WindowFeatures(ws.models.pooler(), kind, fine_tuned_head(ws) if kind == "fc7" else None,
                            ws.models.device, ws.cfg.features.batch_windows)
     scale = _feature_scale(ws, feats, data, tuned, progress)
+    # under torchrun the ranks share the fc7 features of the mining pass (fc6's product is what costs); pool5
+    # features each rank pools itself, sending them would cost more (16,000-d: 128 MB an image at 2,000 windows)
+    share = ws.dist if kind == "fc7" else Dist()
     return _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
-                                                                      ws.cfg.svm, progress, only))
+                                                                      ws.cfg.svm, progress, only, share))
 
 
 def _feature_scale(ws: Workspace, feats: "WindowFeatures", data: "TrainingWindows", tuned: bool,
@@ -245,7 +248,7 @@ def _by_class(ws: Workspace, out: Path, train: Callable[[Optional[list[int]]], "
         train(None).save(out)
         return [out]
     mine = d.shard(range(len(ws.data.classes)))
-    parts = d.gather((mine, train(mine) if mine else None))
+    parts = d.gather((mine, train(mine)))  # (every rank trains, even with no class: the SVMs share a pass)
     if d.main:
         LinearModels.merge([(cs, m) for cs, m in parts if cs]).save(out)
     return [out]
@@ -396,8 +399,9 @@ def key_svm(ws: Workspace) -> dict:
 
 def key_bbox_reg(ws: Workspace) -> dict:
     c = ws.cfg
+    bbox = {k: v for k, v in vars(c.bbox_reg).items() if k != "max_memory_gb"}  # (grouping: the same models)
     return {**_training_labels(ws, c.dataset.train_split), "pool": ws.models.pooling_key(ws.models.conv_tuned),
-            "bbox": vars(c.bbox_reg), "norm": vars(c.norm), "seed": c.seed}
+            "bbox": bbox, "norm": vars(c.norm), "seed": c.seed}
 
 
 def key_test(ws: Workspace) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from sklearn.svm import LinearSVC
@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from .boxes import box_iou, nms
 from .config import SvmConfig
+from .distributed import Dist
 from .linear import LinearModels
 from .window_features import TrainingWindows, WindowFeatures
 
@@ -119,12 +120,31 @@ class HardNegativeMiner:
                 self.retrain(c)
 
 
+def shared_features(records: Sequence, compute: Callable, dist: Dist = Dist()) -> Iterator[tuple]:
+    """``(record, compute(record))`` for every record in order. Under torchrun (``dist.world`` = W > 1) rank
+    ``r`` computes record ``g W + r`` of each group ``g`` of W and every rank receives the whole group
+    (``Dist.all_gather``): the W ranks split the work of a pass every one of them needs whole (the
+    mining pass's fc7 features: 8 MB per image at 1,024-d, far cheaper to send than to compute)."""
+    if dist.world == 1:
+        for r in records:
+            yield r, compute(r)
+        return
+    for g in range(0, len(records), dist.world):
+        i = g + dist.rank
+        group = dist.all_gather(compute(records[i]) if i < len(records) else None)
+        for k, x in enumerate(group[:len(records) - g]):
+            yield records[g + k], x
+
+
 def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, classes: Sequence[str],
-               cfg: SvmConfig, progress: bool = True, only: Optional[Sequence[int]] = None) -> LinearModels:
+               cfg: SvmConfig, progress: bool = True, only: Optional[Sequence[int]] = None,
+               dist: Dist = Dist()) -> LinearModels:
     """One SVM per class on ``feats`` (scaled by ``scale``) of ``data``'s windows: GT boxes of the class
     as positives, R-CNN's one-pass hard negative mining over the proposals (IoU < ``neg_overlap``
     with every GT of the class, difficult ones included). ``only``: train these class indices (the
-    others keep zero models and no ``info``; :meth:`LinearModels.merge` puts the shares together)."""
+    others keep zero models and no ``info``; :meth:`LinearModels.merge` puts the shares together).
+    ``dist``: torchrun's ranks, which then share the mining pass's feature computation
+    (:func:`shared_features`); every rank must call this together."""
     records, C, kind = data.records, len(classes), feats.kind
     active = list(range(C)) if only is None else list(only)
     t0 = time.perf_counter()
@@ -141,14 +161,21 @@ def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, class
     for c in active:
         if not pos[c]:
             raise ValueError(f"class {classes[c]!r} has no (non-difficult) training object in split {data.split!r}")
+
+    def features(r) -> np.ndarray:
+        return feats(data.inputs.load(r), data.windows(r)[0], (r.height, r.width)) * scale
+
+    mined = shared_features(records, features, dist)
+    if not active:  # more ranks than classes: this one only computes its share of the features
+        dim = max((x.shape[1] for _, x in mined), default=0)
+        return LinearModels(np.zeros((C, dim, 1)), np.zeros((C, 1)), scale, list(classes), f"svm_{kind}")
     dim = next(p[0].shape[1] for p in pos if p)
     miner = HardNegativeMiner([np.concatenate(p) if p else np.zeros((0, dim), np.float32) for p in pos], cfg,
                               active)
-
-    for idx, r in enumerate(tqdm(records, desc=f"svm {kind} mining", unit="img", disable=not progress)):
+    for idx, (r, X) in enumerate(tqdm(mined, desc=f"svm {kind} mining", unit="img", total=len(records),
+                                      disable=not progress)):
         boxes, _ = data.windows(r)
         gt_all, lab_all = r.gt_for_training(True)  # negatives avoid every GT, difficult ones too
-        X = feats(data.inputs.load(r), boxes, (r.height, r.width)) * scale
         iou = box_iou(boxes, gt_all) if len(gt_all) else np.zeros((len(boxes), 0))
         is_neg = np.stack([iou[:, lab_all == c].max(1) < cfg.neg_overlap if (lab_all == c).any()
                            else np.ones(len(boxes), bool) for c in range(C)], 1)

@@ -297,3 +297,20 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     again = torch.load(ws3.layout.tuned_trunk, weights_only=True)
     for k in tuned:
         torch.testing.assert_close(again[k], tuned[k], rtol=0, atol=1e-6)
+
+
+def test_box_regressors_trained_in_memory_bounded_groups_are_the_same(trained):
+    """bbox_reg.max_memory_gb splits the classes into groups (one pass over the maps each): the same models."""
+    from spp_det.bbox_reg import class_groups, train_bbox_regressors
+    from spp_det.linear import LinearModels
+    from spp_det.stages import training_windows
+    from spp_det.window_features import WindowFeatures
+    assert class_groups([3, 3, 5, 1, 9], 6) == [[0, 1], [2, 3], [4]]
+    _, cfg, ws = trained
+    saved = LinearModels.load(ws.layout.bbox_reg)
+    bcfg = type(cfg.bbox_reg)(**{**vars(cfg.bbox_reg), "max_memory_gb": 1e-6})  # one class per group
+    grouped = train_bbox_regressors(training_windows(ws, False), WindowFeatures(ws.models.pooler(), "pool5"),
+                                    saved.scale, ws.data.classes, bcfg, cfg.seed, progress=False)
+    np.testing.assert_array_equal(grouped.W, saved.W)
+    np.testing.assert_array_equal(grouped.b, saved.b)
+    assert grouped.info == saved.info
