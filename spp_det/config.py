@@ -175,8 +175,8 @@ class FinetuneConfig:
     # masks drawn from its own seed, the gradient the mean of the parts'. Under torchrun with N processes
     # and micro_batches a multiple of N, the processes share the parts (DistributedDataParallel, gloo on
     # CPU, nccl on GPU); otherwise rank 0 fine-tunes alone. One process with micro_batches = 2 gives
-    # bit for bit what 2 processes give (same thread count per process). For GPUs: on CPUs the gradient
-    # exchange costs more than it saves (docs/BENCHMARKS.md, "torchrun, step 2")
+    # bit for bit what 2 processes give (same thread count per process). For GPUs: on one CPU machine
+    # it is slower than one process (docs/BENCHMARKS.md, "torchrun, step 2")
     micro_batches: int = 1
     gamma: float = 0.1
     momentum: float = 0.9
