@@ -413,7 +413,8 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     ft, head, device, tuner = job.cfg, job.head, job.device, job.tuner
     ckpt_path, best_path, log_path = job.out_dir / "ckpt.pt", job.head_path, job.out_dir / "log.json"
     if not ft.enabled or ft.iterations == 0:
-        save_torch(head.state_dict(), best_path)
+        if job.dist.main:
+            save_torch(head.state_dict(), best_path)
         return best_path
     db = job.train
     num_fg = sum(len(d.fg) for d in db)

@@ -171,8 +171,8 @@ def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
     """Fine-tuning; under torchrun the ranks share each mini-batch when ``finetune.micro_batches`` is a
     multiple of their number, else rank 0 fine-tunes alone."""
     from .finetune import finetune
-    d, parts = ws.dist, ws.models.finetune_cfg.micro_batches
-    if d.world > 1 and parts % d.world:
+    d = ws.dist
+    if d.world > 1 and ws.models.finetune_cfg.micro_batches % d.world:
         if not d.main:
             return []
         log.warning("fine-tuning on rank 0 alone: set finetune.micro_batches to a multiple of the %d processes "
