@@ -64,11 +64,11 @@ def measure(size: int, args) -> dict:
     overrides = BENCH_SETTINGS + [f"dataset.root={data / 'VOCdevkit' / 'VOC2007'}",
                                   f"dataset.generate.num_trainval={size // 2}",
                                   f"dataset.generate.num_test={size - size // 2}"] + args.overrides
-    rows = {}
+    rows, before = {}, dir_bytes(workdir, data)
     for st in STAGES:
-        before = dir_bytes(workdir, data)
         r = run_stage(args.config, overrides, workdir, st.name)
-        r["disk_mb"] = (dir_bytes(workdir, data) - before) / 2 ** 20
+        after = dir_bytes(workdir, data)
+        r["disk_mb"], before = (after - before) / 2 ** 20, after
         rows[st.name] = r
         print(f"  {size:>5} images  {st.name:<11} {r['seconds'] or 0:8.1f} s  {r['rss_mb']:8.0f} MB  "
               f"{r['disk_mb']:9.1f} MB disk", flush=True)

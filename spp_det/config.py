@@ -243,7 +243,7 @@ class BboxRegConfig:
     lam: float = 4000.0
     max_per_class: Optional[int] = 5000  # memory bound (R-CNN used all windows); null = all
     # the training windows' features held at once: classes are trained in groups that fit, each group one
-    # pass over its images' maps (VOC07, 20 classes x 5,000 windows x 12,800-d ZF-5 pool5: 4.9 GB in all).
+    # pass over its images' maps (VOC07, 20 classes x 5,000 windows x 12,800-d ZF-5 pool5: 4.8 GB in all).
     # The models do not depend on it (not a key part)
     max_memory_gb: float = 2.0
 

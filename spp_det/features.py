@@ -125,13 +125,13 @@ class Conv5Cache:
 
     def _save(self, path: Path, fmap: torch.Tensor) -> None:
         if self.cache_format == "float16":  # a plain .npy: the format caches had before the others
-            save_npy(path, fmap.to(torch.float16).cpu().numpy())
+            save_npy(path, map_codec.encode(fmap, "float16")["f16"])
         else:
             save_npz(path, **map_codec.encode(fmap, self.cache_format))
 
     def _read(self, path: Path) -> torch.Tensor:
         if self.cache_format == "float16":
-            return torch.from_numpy(np.load(path)).float()
+            return map_codec.decode({"f16": np.load(path)})
         with np.load(path) as z:
             return map_codec.decode(z)
 

@@ -353,8 +353,8 @@ def _window_batches(job: FinetuneJob, start: int, parts: Sequence[int]):
     while True:
         chunk, skip = divmod(it, ft.batches_per_chunk)
         batches = sample_chunk(db, chunk, ft, job.seed, len(job.scales))[skip:]
-        rows = [[_parts(len(b[2]), ft.micro_batches)[m] for m in parts] for b in batches]
-        sel = [(b[0][r], b[1][r], b[2][r], b[3][r]) for b, rs in zip(batches, rows) for r in rs]
+        splits = [_parts(len(b[2]), ft.micro_batches) for b in batches]
+        sel = [(b[0][s[m]], b[1][s[m]], b[2][s[m]], b[3][s[m]]) for b, s in zip(batches, splits) for m in parts]
         feats = pool_selection(job.pooler, job.inputs, db, *(np.concatenate([s[k] for s in sel]) for k in (0, 1, 3)))
         offset, out = 0, []
         for _, _, labels, _ in sel:
@@ -473,7 +473,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
                     x = torch.zeros((0, job.pooler.dim), device=device)
                 logits = net(x)
                 loss = F.cross_entropy(logits, y) if len(y) else logits.sum() * 0.0
-                (loss / len(micro) if len(micro) > 1 else loss).backward()
+                (loss / len(micro)).backward()  # (/ 1 is exact: one part is the plain batch)
                 loss_acc += loss.item()
         opt.step()
         n_acc += 1

@@ -151,12 +151,12 @@ def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
     return list(cache.dirs.values())
 
 
-def finetune_job(ws: Workspace, dist: Optional[Dist] = None) -> "FinetuneJob":
+def finetune_job(ws: Workspace, dist: Dist = Dist()) -> "FinetuneJob":
     """What fine-tuning uses (:class:`spp_det.finetune.FinetuneJob`); no windows are labelled when it is off.
     ``dist``: the processes that share each mini-batch (default: one); the validation sample is pooled
     on rank 0 alone, which chooses the snapshot."""
     from .finetune import ConvTuner, FinetuneJob, build_head, build_window_db, validation_set
-    models, ft, dist = ws.models, ws.models.finetune_cfg, dist or Dist()
+    models, ft = ws.models, ws.models.finetune_cfg
     head = build_head(models, len(ws.data.classes), ws.cfg.seed).to(models.device)
     run = ft.enabled and ft.iterations != 0
     tuner = ConvTuner(models.backbone, ft.conv_layers).to(models.device) if run and models.conv_tuned else None
