@@ -66,7 +66,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .boxes import box_iou
+from .boxes import box_iou, flip_boxes
 from .config import Config, FinetuneConfig
 from .data.source import DataSource
 from .data.voc import ImageRecord
@@ -85,11 +85,36 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ImageWindows:
-    """Usable windows of one image view: boxes ``(M, 4)`` internal, labels ``(M,)`` (0 = bg)."""
+    """Usable windows of one image view.
+
+    Conventions: the view's window list is :func:`~spp_det.window_features.windows_of`'s, its GT boxes
+    (``gt``, ``(G, 4)`` float32, mirrored with a flipped ``record``) followed by its proposals; the view
+    keeps ``rows`` ``(M,)`` int32 of that list and their ``labels`` ``(M,)`` int16 (0 = background, c + 1 =
+    class c). ``proposals`` is the *unflipped* ``(N, 4)`` array the :class:`DataSource` holds, shared
+    (not copied) by an image and its mirror; :meth:`boxes` mirrors on the fly. 6 bytes a window instead
+    of a float32 box and an int64 label's 24: COCO train2017 with flips, at most 2,000 windows a view,
+    needs at most 2.8 GB instead of 11 (docs/BENCHMARKS.md, "Scaling"), beside the proposals (3.9 GB).
+    """
 
     record: ImageRecord
-    boxes: np.ndarray
+    gt: np.ndarray
+    proposals: np.ndarray
+    rows: np.ndarray
     labels: np.ndarray
+
+    def boxes(self, idx: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 internal boxes ``(K, 4)`` of windows ``idx`` (all if None): exactly the rows of
+        ``windows_of(record, boxes_for(record))`` they stand for."""
+        rows = self.rows if idx is None else self.rows[idx]
+        out = np.empty((len(rows), 4), np.float32)
+        is_gt = rows < len(self.gt)
+        out[is_gt] = self.gt[rows[is_gt]]
+        props = self.proposals[rows[~is_gt] - len(self.gt)]
+        out[~is_gt] = flip_boxes(props, self.record.width) if self.record.flipped else props
+        return out
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     @property
     def fg(self) -> np.ndarray:
@@ -101,26 +126,32 @@ class ImageWindows:
 
 
 def label_windows(record: ImageRecord, proposals: np.ndarray, cfg: Config) -> ImageWindows:
-    """GT + proposals of one record, labelled fg/bg by best IoU (unused windows dropped)."""
+    """GT + proposals of one record, labelled fg/bg by best IoU (unused windows dropped).
+
+    ``proposals``: the record's proposals as the data source holds them, unflipped for a flipped record.
+    """
     ft = cfg.finetune
     gt_boxes, gt_labels = record.gt_for_training(cfg.dataset.use_difficult)
-    boxes, _ = windows_of(record, proposals, cfg.dataset.use_difficult)
-    if len(gt_boxes) == 0:
-        return ImageWindows(record, boxes[:0], np.zeros(0, np.int64))  # every IoU is 0 < bg_low: unused
-    iou = box_iou(boxes, gt_boxes)
-    best = iou.argmax(1)
-    best_iou = iou[np.arange(len(boxes)), best]
+    view_props = flip_boxes(proposals, record.width) if record.flipped else proposals
+    boxes, num_gt = windows_of(record, view_props, cfg.dataset.use_difficult)
     labels = np.full(len(boxes), -1, np.int64)
-    labels[best_iou >= ft.fg_threshold] = gt_labels[best[best_iou >= ft.fg_threshold]] + 1
-    labels[(best_iou >= ft.bg_low) & (best_iou < ft.bg_high)] = 0
-    keep = labels >= 0
-    return ImageWindows(record, boxes[keep], labels[keep])
+    if len(gt_boxes):  # else every IoU is 0 < bg_low: no window is used
+        iou = box_iou(boxes, gt_boxes)
+        best = iou.argmax(1)
+        best_iou = iou[np.arange(len(boxes)), best]
+        labels[best_iou >= ft.fg_threshold] = gt_labels[best[best_iou >= ft.fg_threshold]] + 1
+        labels[(best_iou >= ft.bg_low) & (best_iou < ft.bg_high)] = 0
+    rows = np.nonzero(labels >= 0)[0]
+    return ImageWindows(record, boxes[:num_gt].copy(), proposals, rows.astype(np.int32), labels[rows].astype(np.int16))
 
 
 def build_window_db(data: DataSource, split: str, flipped: bool, cfg: Config) -> list[ImageWindows]:
     """Labelled windows of every view of ``split`` (with its mirrors if ``flipped``)."""
+    if len(cfg.dataset.classes) >= np.iinfo(np.int16).max:
+        raise ValueError(f"config: dataset.classes has {len(cfg.dataset.classes)} classes; fine-tuning "
+                         "stores labels as int16: at most 32,766")
     records = data.dataset(split).with_flipped() if flipped else list(data.dataset(split).records)
-    db = [label_windows(r, data.boxes_for(r, split), cfg) for r in records]
+    db = [label_windows(r, data.proposals_of(r, split), cfg) for r in records]
     nfg = sum(len(d.fg) for d in db)
     if nfg == 0:
         raise ValueError(f"fine-tuning split {split!r} has no foreground windows (no GT objects?)")
@@ -203,7 +234,7 @@ def pool_selection(pooler: WindowSource, cache: InputSource, db: Sequence[ImageW
     for i in np.unique(img_idx):
         rows = np.nonzero(img_idx == i)[0]
         rec = db[i].record
-        boxes, hw = db[i].boxes[win_idx[rows]], (rec.height, rec.width)
+        boxes, hw = db[i].boxes(win_idx[rows]), (rec.height, rec.width)
         if isinstance(cache, Conv5Cache):  # read only the scales these windows are pooled at
             idx = pooler.scale_indices(boxes, hw) if scale_idx is None else scale_idx[rows]
             fmap = cache.load(rec, set(np.unique(idx).tolist()))
@@ -278,7 +309,7 @@ def sample_images(db: Sequence[ImageWindows], it: int, ft: FinetuneConfig, seed:
                                rng.choice(bg, n_bg, replace=len(bg) < n_bg) if n_bg else np.zeros(0, np.int64)])
         scale = int(rng.integers(num_scales)) if num_scales > 1 else 0
         if len(pick):
-            out.append((int(i), pick.astype(np.int64), db[i].labels[pick], scale))
+            out.append((int(i), pick.astype(np.int64), db[i].labels[pick].astype(np.int64), scale))
     return out
 
 
@@ -382,7 +413,7 @@ def _image_batches(job: FinetuneJob, start: int, parts: Sequence[int]):
                 for i, win, _, k in sub:
                     rec, scale = db[i].record, job.scales[k]
                     fmap = tuner.tail_map(starts.load(rec, {k})[k].to(device))
-                    cells = pooler.cells(db[i].boxes[win], (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
+                    cells = pooler.cells(db[i].boxes(win), (rec.height, rec.width), tuple(fmap.shape[1:]), scale)
                     batch.append(spp_pool(fmap, cells, pooler.levels, method="roipool"))
                 return torch.cat(batch)
 

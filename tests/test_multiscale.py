@@ -68,7 +68,8 @@ def _db(n_images: int) -> list[ImageWindows]:
         rec = ImageRecord(f"im{i}", Path(f"im{i}.jpg"), 100, 100, np.zeros((0, 4), np.float32),
                           np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool))
         labels = rng.integers(0, 3, 40)
-        db.append(ImageWindows(rec, rng.uniform(0, 50, (40, 4)).astype(np.float32), labels))
+        db.append(ImageWindows(rec, np.zeros((0, 4), np.float32), rng.uniform(0, 50, (40, 4)).astype(np.float32),
+                               np.arange(40, dtype=np.int32), labels.astype(np.int16)))
     return db
 
 

@@ -314,3 +314,44 @@ def test_box_regressors_trained_in_memory_bounded_groups_are_the_same(trained):
     np.testing.assert_array_equal(grouped.W, saved.W)
     np.testing.assert_array_equal(grouped.b, saved.b)
     assert grouped.info == saved.info
+
+
+def test_finetune_window_database_is_compact_and_gives_every_labelled_window(trained):
+    """The window database keeps rows of each view's window list (6 bytes a window), sharing the proposals
+    between an image and its mirror; its boxes and labels are those of a brute-force labelling of GT +
+    proposals (IoU written out, R-CNN's rule: fg >= 0.5 takes its best GT's class, bg in [0.1, 0.5))."""
+    from spp_det.boxes import flip_boxes
+    from spp_det.finetune import build_window_db
+    _, cfg, ws = trained
+    ft, split = cfg.finetune, ws.finetune_split
+    db = build_window_db(ws.data, split, True, cfg)
+    records = ws.data.dataset(split).records
+    assert len(db) == 2 * len(records)
+    by_view = {(d.record.image_id, d.record.flipped): d for d in db}
+    for r in records:
+        plain, mirror = by_view[(r.image_id, False)], by_view[(r.image_id, True)]
+        assert mirror.proposals is plain.proposals  # one array for both views
+        for d in (plain, mirror):
+            assert d.rows.dtype == np.int32 and d.labels.dtype == np.int16
+            gt, gl = d.record.gt_for_training(cfg.dataset.use_difficult)
+            props = ws.data.proposals_of(r, split)
+            windows = np.concatenate([gt, flip_boxes(props, r.width) if d.record.flipped else props])
+            want_rows, want_labels = [], []
+            for k, w in enumerate(windows):
+                ious = []
+                for g in gt:
+                    iw = min(w[2], g[2]) - max(w[0], g[0]) + 1
+                    ih = min(w[3], g[3]) - max(w[1], g[1]) + 1
+                    inter = max(iw, 0) * max(ih, 0)
+                    area = lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+                    ious.append(inter / (area(w) + area(g) - inter))
+                best = int(np.argmax(ious)) if ious else -1
+                if ious and ious[best] >= ft.fg_threshold:
+                    want_rows.append(k), want_labels.append(gl[best] + 1)
+                elif ious and ft.bg_low <= ious[best] < ft.bg_high:
+                    want_rows.append(k), want_labels.append(0)
+            np.testing.assert_array_equal(d.rows, want_rows)
+            np.testing.assert_array_equal(d.labels, want_labels)
+            np.testing.assert_array_equal(d.boxes(), windows[want_rows].astype(np.float32))
+            pick = np.arange(len(d))[::3]
+            np.testing.assert_array_equal(d.boxes(pick), d.boxes()[pick])

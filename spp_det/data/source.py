@@ -109,11 +109,16 @@ class DataSource:
             self._proposals[split] = load_proposals(self.proposals_path(split), self.proposals_key(split))
         return self._proposals[split]
 
-    def boxes_for(self, record: ImageRecord, split: str) -> np.ndarray:
-        """Proposals of a record (mirrored for a flipped record), internal boxes ``(N, 4)``."""
+    def proposals_of(self, record: ImageRecord, split: str) -> np.ndarray:
+        """The held proposals of a record's image, internal ``(N, 4)``, *not* mirrored for a flipped record."""
         props = self.proposals(split).get(record.image_id)
         if props is None:
             raise KeyError(f"no proposals for image {record.image_id} in {self.proposals_path(split)}")
+        return props
+
+    def boxes_for(self, record: ImageRecord, split: str) -> np.ndarray:
+        """Proposals of a record (mirrored for a flipped record), internal boxes ``(N, 4)``."""
+        props = self.proposals_of(record, split)
         if record.flipped:
             from ..boxes import flip_boxes
             return flip_boxes(props, record.width)
