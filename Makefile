@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   generate the embedded dataset, run every stage, print AP tables, draw boxes on real photos
+#               (= `spp-det demo`; `spp-det --help` lists every command)
 #   make test   run the test suite
 # Both create .venv and install the package and its dependencies first.
 
@@ -7,6 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SPP    := $(VENV)/bin/spp-det
 SHARED_REAL13 ?= ../shared/data/voc2007-test-real13/JPEGImages
 
 .PHONY: venv demo demo-5scale demo-zf5 demo-combine demo-fc-options demo-rcnn timing test clean-demo
@@ -20,30 +22,25 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/run_pipeline.py --config configs/demo.yaml
-	$(PY) tools/demo.py --workdir runs/demo --images data/generated/VOCdevkit/VOC2007 --split test --limit 8 \
-	  --out runs/demo/demo_test_images
-	@if [ -d "$(SHARED_REAL13)" ]; then \
-	  $(PY) tools/demo.py --workdir runs/demo --images $(SHARED_REAL13) --out runs/demo/demo_images; \
-	else echo "($(SHARED_REAL13) not found: skipping the real-photo demo)"; fi
+	$(SPP) demo --photos $(SHARED_REAL13)
 
 # The rest of the paper's method on the same generated data (each reuses the demo's proposals):
 #   demo-5scale   the demo at 5 scales (conv5 at 480..1200, a scale per window), 1- vs 5-scale mAP
 #   demo-zf5      ZF-5 pre-trained from scratch as an SPP classifier (multi-size), then detection
 #   demo-combine  the Lite0 and Lite1 detectors combined (union of scored windows + NMS)
 demo-5scale: $(STAMP)
-	$(PY) tools/run_pipeline.py --config configs/demo.yaml
-	$(PY) tools/run_pipeline.py --config configs/demo_5scale.yaml
-	$(PY) tools/compare_runs.py runs/demo runs/demo_5scale
+	$(SPP) run --config configs/demo.yaml
+	$(SPP) run --config configs/demo_5scale.yaml
+	$(SPP) compare runs/demo runs/demo_5scale
 
 demo-zf5: $(STAMP)
-	$(PY) tools/run_pipeline.py --config configs/demo.yaml --stages dataset,proposals
-	$(PY) tools/run_pipeline.py --config configs/demo_zf5.yaml
+	$(SPP) run --config configs/demo.yaml --stages dataset,proposals
+	$(SPP) run --config configs/demo_zf5.yaml
 
 demo-combine: $(STAMP)
-	$(PY) tools/run_pipeline.py --config configs/demo.yaml
-	$(PY) tools/run_pipeline.py --config configs/demo_lite1.yaml
-	$(PY) tools/combine_models.py --configs configs/demo.yaml configs/demo_lite1.yaml --out runs/demo_combined
+	$(SPP) run --config configs/demo.yaml
+	$(SPP) run --config configs/demo_lite1.yaml
+	$(SPP) combine --configs configs/demo.yaml configs/demo_lite1.yaml --out runs/demo_combined
 
 # Speed (docs/BENCHMARKS.md):
 #   demo-fc-options  the trained demo tested with truncated-SVD fc6/fc7 and with bf16 fc (mAP change)
@@ -53,17 +50,17 @@ demo-fc-options: demo
 	for v in svd bf16; do \
 	  mkdir -p runs/demo_$$v && cp -r runs/demo/manifests runs/demo/finetune runs/demo/svm runs/demo/bbox_reg \
 	    runs/demo/norms runs/demo_$$v/ && \
-	  $(PY) tools/run_pipeline.py --config configs/demo_$$v.yaml --stages test,eval || exit 1; \
+	  $(SPP) run --config configs/demo_$$v.yaml --stages test,eval || exit 1; \
 	done
-	$(PY) tools/compare_runs.py runs/demo runs/demo_svd runs/demo_bf16
+	$(SPP) compare runs/demo runs/demo_svd runs/demo_bf16
 
 demo-rcnn: $(STAMP)
-	$(PY) tools/run_pipeline.py --config configs/demo.yaml
-	$(PY) tools/run_pipeline.py --config configs/demo_rcnn.yaml
-	$(PY) tools/compare_runs.py runs/demo runs/demo_rcnn
+	$(SPP) run --config configs/demo.yaml
+	$(SPP) run --config configs/demo_rcnn.yaml
+	$(SPP) compare runs/demo runs/demo_rcnn
 
 timing: $(STAMP)
-	$(PY) tools/time_detection.py --images $(SHARED_REAL13) --rcnn-windows 250 --out runs/timing_zf5
+	$(SPP) time --images $(SHARED_REAL13) --rcnn-windows 250 --out runs/timing_zf5
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

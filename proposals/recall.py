@@ -59,7 +59,7 @@ def plot_recall(results: Mapping[str, dict], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spp_det.io_utils import atomic_path
+    from spp_det.plots import save_figure
     thresholds = list(next(iter(results.values()))["recall"])
     fig, axes = plt.subplots(1, len(thresholds) + 1, figsize=(4.2 * (len(thresholds) + 1), 3.6))
     for label, res in results.items():
@@ -76,6 +76,4 @@ def plot_recall(results: Mapping[str, dict], path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

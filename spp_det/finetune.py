@@ -179,11 +179,52 @@ class FinetuneJob:
     device: torch.device
     key: str
     out_dir: Path
+    log_path: Path
     head_path: Path
     trunk_path: Path
     tuner: Optional["ConvTuner"] = None
     starts: Optional[Conv5Cache] = None
     dist: Dist = Dist()
+    log_writer: Optional["FinetuneLog"] = None
+
+
+class FinetuneLog:
+    """Writes fine-tuning's history after each snapshot (rank 0): a CSV table (``csv_path``), its picture
+    (``plot_path``, :func:`spp_det.plots.finetune_curves`) and, where the ``tensorboard`` package is
+    installed, TensorBoard scalars ``finetune/<column>`` under ``tb_dir`` (a resumed run purges the
+    events a killed one wrote past its checkpoint)."""
+
+    def __init__(self, csv_path: Path, plot_path: Path, tb_dir: Optional[Path], title: str):
+        self.csv_path, self.plot_path, self.tb_dir, self.title = csv_path, plot_path, tb_dir, title
+        self._tb = None
+
+    def __call__(self, history: list[dict], best: Optional[dict]) -> None:
+        from .io_utils import save_text
+        from .plots import finetune_curves
+        cols = [k for k in ("iter", "train_loss", "lr", "val_loss", "val_acc") if any(k in h for h in history)]
+        rows = [",".join(cols)] + [",".join(str(h[k]) if k in h else "" for k in cols) for h in history]
+        save_text("\n".join(rows) + "\n", self.csv_path)
+        finetune_curves(history, self.plot_path, self.title, best["iter"] if best else None)
+        self._tensorboard(history[-1])
+
+    def _tensorboard(self, entry: dict) -> None:
+        if self.tb_dir is None:
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self.tb_dir = None
+                return
+            self._tb = SummaryWriter(str(self.tb_dir), purge_step=entry["iter"])
+        for k, v in entry.items():
+            if k != "iter":
+                self._tb.add_scalar(f"finetune/{k}", v, entry["iter"])
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
 
 
 def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
@@ -442,7 +483,7 @@ def _part_seed(seed: int, it: int, part: int) -> int:
 def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     """Run (or resume) fine-tuning; returns the path of ``best.pt`` (the head's state dict)."""
     ft, head, device, tuner = job.cfg, job.head, job.device, job.tuner
-    ckpt_path, best_path, log_path = job.out_dir / "ckpt.pt", job.head_path, job.out_dir / "log.json"
+    ckpt_path, best_path, log_path = job.out_dir / "ckpt.pt", job.head_path, job.log_path
     if not ft.enabled or ft.iterations == 0:
         if job.dist.main:
             save_torch(head.state_dict(), best_path)
@@ -530,7 +571,11 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
                         "iter": it, "history": history, "best": best, "torch_rng": rng_state(device)},
                        ckpt_path)
             save_json({"history": history, "best": best}, log_path)
+            if job.log_writer is not None:
+                job.log_writer(history, best)
     bar.close()
+    if job.log_writer is not None:
+        job.log_writer.close()
     dt = time.perf_counter() - t0
     if it > start_it:
         log.info("fine-tuning: %d iterations in %.1f s (%.3f s/it); best snapshot %s", it - start_it, dt,

@@ -13,15 +13,27 @@ Layout (``<workdir>/``)::
                                          per scale; digest: the image file's content hash
                                          (features.conv5_root moves them to a shared root)
     finetune/ckpt.pt, best.pt, log.json  fc6/fc7/fc8 (+ optimiser state in ckpt.pt)
+    finetune/log.csv, curves.png         the log as a table and its picture (loss, lr, val accuracy)
+    finetune/tensorboard/                the same as TensorBoard events, if tensorboard is installed
     finetune/trunk.pt                    the conv-fine-tuned trunk (finetune.conv_layers > 0)
     conv5/<backbone>_tuned_s<scale>_<hash>/  its maps of the train and test splits (stage conv5_tuned)
     conv5/<backbone>_start<k>_s<scale>_<hash>/  conv fine-tuning's frozen-start outputs
     norms/<kind>_<hash>.json             feature scale 20 / mean norm (shared by stages)
     svm/fc7.pt, svm/pool5.pt             per-class W, b, feature scale (spp_det.linear.LinearModels)
+    svm/mining_<kind>.png                hard negatives cached against images seen, per class
     bbox_reg/model.pt                    per-class ridge weights, feature scale (the same class)
     detections/<split>/<variant>/comp4_det_<split>_<cls>.txt
     eval/<split>_<variant>.json          {"mAP", "ap", "npos", "metric", "coco"}
-    eval/stagewise_<split>.txt           the Table-9-style summary
+    eval/stagewise_<split>.txt, .png     the Table-9-style summary, and as bars
+    eval/pr_<split>_<variant>.png        per-class precision-recall curves (AP in the legend)
+    eval/recall_<split>.png              proposal recall at IoU 0.5 / 0.7 against the number of proposals
+    report.html                          spp-det report: one page of all of the above (spp_det.report)
+    browse/<split>/                      spp-det browse: images with ground truth (+ proposals), summary.txt
+    demo_test_images/, demo_images/      spp-det demo: test images and real photos with detections drawn
+    demo_imagenet/                       spp-det demo: the real photos' windows labelled by ImageNet's classifier
+
+Pictures (the .png files and the report) are drawn from the saved data beside them and are not
+stage outputs: deleting one never reruns a stage; ``spp-det report`` draws any that are missing.
 """
 from __future__ import annotations
 
@@ -117,3 +129,43 @@ class Layout:
 
     def stagewise(self, split: str) -> Path:
         return self.eval_dir / f"stagewise_{split}.txt"
+
+    def stagewise_plot(self, split: str) -> Path:
+        return self.eval_dir / f"stagewise_{split}.png"
+
+    def pr_plot(self, split: str, variant: str) -> Path:
+        return self.eval_dir / f"pr_{split}_{variant}.png"
+
+    def recall_plot(self, split: str) -> Path:
+        return self.eval_dir / f"recall_{split}.png"
+
+    @property
+    def finetune_log(self) -> Path:
+        return self.finetune_dir / "log.json"
+
+    @property
+    def finetune_csv(self) -> Path:
+        return self.finetune_dir / "log.csv"
+
+    @property
+    def finetune_plot(self) -> Path:
+        return self.finetune_dir / "curves.png"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.finetune_dir / "tensorboard"
+
+    def mining_plot(self, kind: str) -> Path:
+        return self.root / "svm" / f"mining_{kind}.png"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def browse_dir(self, split: str) -> Path:
+        return self.root / "browse" / split
+
+    def demo_dir(self, what: str) -> Path:
+        """``test_images``, ``images`` (the real photos) or ``imagenet``."""
+        return self.root / f"demo_{what}"
+

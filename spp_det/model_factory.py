@@ -95,7 +95,7 @@ class ModelFactory:
         """The start backbone (see the module docstring)."""
         if self.backbone_cfg.weights == "pretrain" and not self.layout.pretrained_model.is_file():
             raise FileNotFoundError(f"{self.layout.pretrained_model}: not found; run the pretrain stage first "
-                                    "(tools/pretrain_cls.py --config ...)")
+                                    "(spp-det pretrain --config ...)")
         return build_backbone(self.backbone_cfg.name, self.weights_arg(), self.conv_dtype)
 
     @functools.cached_property

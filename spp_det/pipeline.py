@@ -47,23 +47,24 @@ def open_workdir(ws: Workspace) -> Iterator[None]:
         yield
 
 
-def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = False) -> dict:
+def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = False, quiet: bool = False) -> dict:
     """Run one stage unless it is already done for this config and data; returns its timing record.
 
-    ``force``: reset it and everything downstream first (recomputed from scratch). Refuses to run
+    ``force``: reset it and everything downstream first (recomputed from scratch); ``quiet``: no line
+    per stage (what the stage prints as its result, such as the AP tables, still prints). Refuses to run
     when a stage it reads from is missing or was made under another config or data, so stale outputs
     are never consumed.
     """
     st = get_stage(stage)
     main = ws.dist.main
-    say = print if main else (lambda *a, **k: None)
+    say = print if main and not quiet else (lambda *a, **k: None)
     if not st.used(ws):
         say(f"[{stage}] not used by this config, skipped", flush=True)
         return {"stage": stage, "skipped": True, "seconds": None}
     stale = [u for u in st.reads if stale_reason(ws, u) is not None]
     if stale:
         raise ValueError(f"stage {stage!r} needs {', '.join(stale)} first: missing, or made under another "
-                         f"config or other data (run tools/run_pipeline.py, or the stage tools in order)")
+                         f"config or other data (run `spp-det run`, or the stage commands in order)")
     if force:
         if main:
             reset_stage(ws, stage)
@@ -88,10 +89,10 @@ def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = Fa
 
 
 def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: bool = True,
-                 force: Sequence[str] = (), dist: Dist = Dist()) -> Workspace:
+                 force: Sequence[str] = (), dist: Dist = Dist(), quiet: bool = False) -> Workspace:
     """Run ``stages`` (default: all) in table order; ``force``: stages to recompute from scratch with
     everything downstream of them; ``dist``: this process's rank under torchrun. Prints a timing table
-    at the end."""
+    at the end (not if ``quiet``: nor a line per stage)."""
     ws = Workspace(cfg, dist)
     for s in list(stages or ()) + list(force):
         get_stage(s)  # unknown names fail before any work
@@ -105,13 +106,14 @@ def run_pipeline(cfg: Config, stages: Optional[Sequence[str]] = None, progress: 
                     reset_stage(ws, s)
                 dist.barrier()
             if stages is None or s in stages:
-                timings.append(run_stage(ws, s, progress))
+                timings.append(run_stage(ws, s, progress, quiet=quiet))
     lines = ["Stage times (this run; skipped stages show their last run's time):"]
     for t in timings:
         sec = t["seconds"]
         lines.append(f"  {t['stage']:<11} {'skipped' if t['skipped'] else 'ran':>8}  "
                      f"{(f'{sec:8.1f} s') if sec is not None else '       -  '}")
     if dist.main:
-        print("\n".join(lines), flush=True)
+        if not quiet:
+            print("\n".join(lines), flush=True)
         save_json(timings, ws.layout.timings)
     return ws

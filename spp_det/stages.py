@@ -155,7 +155,7 @@ def finetune_job(ws: Workspace, dist: Dist = Dist()) -> "FinetuneJob":
     """What fine-tuning uses (:class:`spp_det.finetune.FinetuneJob`); no windows are labelled when it is off.
     ``dist``: the processes that share each mini-batch (default: one); the validation sample is pooled
     on rank 0 alone, which chooses the snapshot."""
-    from .finetune import ConvTuner, FinetuneJob, build_head, build_window_db, validation_set
+    from .finetune import ConvTuner, FinetuneJob, FinetuneLog, build_head, build_window_db, validation_set
     models, ft = ws.models, ws.models.finetune_cfg
     head = build_head(models, len(ws.data.classes), ws.cfg.seed).to(models.device)
     run = ft.enabled and ft.iterations != 0
@@ -163,8 +163,10 @@ def finetune_job(ws: Workspace, dist: Dist = Dist()) -> "FinetuneJob":
     return FinetuneJob(head, ft, build_window_db(ws.data, ws.finetune_split, ft.use_flipped, ws.cfg) if run else [],
                        validation_set(ws.data, models, ws.cfg) if run and dist.main else None, models.pooler(),
                        models.window_inputs(), ws.cfg.seed, models.scales, models.device, stage_key(ws, "finetune"),
-                       ws.layout.finetune_dir, ws.layout.head, ws.layout.tuned_trunk, tuner,
-                       models.conv_start_cache(tuner) if tuner is not None else None, dist)
+                       ws.layout.finetune_dir, ws.layout.finetune_log, ws.layout.head, ws.layout.tuned_trunk, tuner,
+                       models.conv_start_cache(tuner) if tuner is not None else None, dist,
+                       FinetuneLog(ws.layout.finetune_csv, ws.layout.finetune_plot, ws.layout.tensorboard_dir,
+                                   f"fine-tuning of {ws.cfg.name} ({ft.recipe})"))
 
 
 def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
@@ -223,8 +225,14 @@ def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
     # under torchrun the ranks share the fc7 features of the mining pass (fc6's product is what costs); pool5
     # features each rank pools itself, which costs less than sending them (Lite0: 5,600-d, 45 MB an image)
     share = ws.dist if kind == "fc7" else Dist()
-    return _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
-                                                                      ws.cfg.svm, progress, only, share))
+    out = _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
+                                                                     ws.cfg.svm, progress, only, share))
+    if ws.dist.main:
+        from .linear import LinearModels
+        from .plots import mining_progress
+        mining_progress(LinearModels.load(ws.layout.svm(kind)).info, ws.layout.mining_plot(kind),
+                        f"{ws.cfg.name}: hard-negative mining of the {kind} SVMs on {data.split}")
+    return out
 
 
 def _feature_scale(ws: Workspace, feats: "WindowFeatures", data: "TrainingWindows", tuned: bool,
@@ -323,8 +331,27 @@ def stage_eval(ws: Workspace, progress: bool) -> list[Path]:
     text += "\n\n" + stagewise_table(results, split)
     save_text(text + "\n", ws.layout.stagewise(split))
     outs.append(ws.layout.stagewise(split))
+    draw_eval_plots(ws, split, results)
     print(text, flush=True)
     return outs
+
+
+def draw_eval_plots(ws: Workspace, split: str, results: dict) -> None:
+    """The eval stage's pictures (not stage outputs, :mod:`spp_det.layout`): per-class precision-recall
+    curves of every variant in ``results`` (variant -> :func:`spp_det.evaluation.voc.evaluate`'s dict),
+    the stage-wise bars, and the recall of ``split``'s proposals against their number."""
+    from proposals.recall import plot_recall, proposal_recall
+
+    from .plots import pr_curves, stagewise_bars
+    for v, res in results.items():
+        pr_curves(res["curves"], ws.layout.pr_plot(split, v),
+                  f"{ws.cfg.name}, {split}: {VARIANT[v].title} (mAP {100 * res['mAP']:.2f}, {res['metric']})")
+    stagewise_bars([(VARIANT[v].title, r["mAP"], r.get("coco", {}).get("AP", float("nan"))) for v, r in results.items()],
+                   ws.layout.stagewise_plot(split), f"{ws.cfg.name}: stage-wise results on {split} (cf. Table 9)")
+    records = ws.data.dataset(split).records
+    recall = proposal_recall(records, ws.data.proposals(split))
+    plot_recall({ws.cfg.proposals.mode: recall}, ws.layout.recall_plot(split),
+                f"{ws.cfg.name}: proposals of {split} ({len(records)} images)")
 
 
 def stagewise_table(results: dict, split: str) -> str:
@@ -490,11 +517,12 @@ class Stage:
     stage, which always runs (it is cheap, and generating an embedded dataset is idempotent);
     ``sharded``: under torchrun every rank runs it on its share of the work (``ws.dist``: images;
     fine-tuning's micro-batches; SVMs' and box regressors' classes) and rank 0 merges, where other
-    stages run on rank 0 alone (:mod:`spp_det.distributed`).
+    stages run on rank 0 alone (:mod:`spp_det.distributed`); ``doc``: one line for ``spp-det --help``.
     """
 
     name: str
     run: Callable[[Workspace, bool], list[Path]]
+    doc: str
     reads: tuple[str, ...] = ()
     key: Callable[[Workspace], dict] = lambda ws: {}
     used: Callable[[Workspace], bool] = _always
@@ -505,24 +533,33 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("dataset", stage_dataset, manifest=False),
-    Stage("pretrain", stage_pretrain, (), key_pretrain, lambda ws: ws.cfg.pretrain is not None, scratch_pretrain),
-    Stage("proposals", stage_proposals, (), key_proposals, _always, scratch_proposals, sharded=True),
-    Stage("conv5", stage_conv5, ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5,
-          sharded=True),
-    Stage("finetune", stage_finetune, ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
+    Stage("dataset", stage_dataset, "read and check every split (an embedded dataset is generated first)",
+          manifest=False),
+    Stage("pretrain", stage_pretrain, "SPP classification pre-training of the backbone (the pretrain section)",
+          (), key_pretrain, lambda ws: ws.cfg.pretrain is not None, scratch_pretrain),
+    Stage("proposals", stage_proposals, "selective search boxes of every split",
+          (), key_proposals, _always, scratch_proposals, sharded=True),
+    Stage("conv5", stage_conv5, "conv5 maps of every image view at every scale, cached",
+          ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5, sharded=True),
+    Stage("finetune", stage_finetune, "fine-tune fc6/fc7/fc8 (and the last conv layers if set) on pooled windows",
+          ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
           lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s], sharded=True),
-    Stage("conv5_tuned", stage_conv5_tuned, ("finetune",), key_conv5_tuned, lambda ws: ws.models.conv_tuned,
-          scratch_conv5_tuned, sharded=True),
-    Stage("svm_pool5", stage_svm_pool5, ("proposals", "conv5"), key_svm_pool5,
-          lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5, _train_split, sharded=True),
-    Stage("svm", stage_svm, ("proposals", "conv5", "finetune", "conv5_tuned"), key_svm, _always, scratch_svm,
+    Stage("conv5_tuned", stage_conv5_tuned, "conv5 maps of the conv-fine-tuned trunk",
+          ("finetune",), key_conv5_tuned, lambda ws: ws.models.conv_tuned, scratch_conv5_tuned, sharded=True),
+    Stage("svm_pool5", stage_svm_pool5, "per-class SVMs on pooled conv5 (no fine-tuning), hard negatives mined",
+          ("proposals", "conv5"), key_svm_pool5, lambda ws: ws.cfg.svm.pool5_baseline, scratch_svm_pool5,
           _train_split, sharded=True),
-    Stage("bbox_reg", stage_bbox_reg, ("proposals", "conv5", "conv5_tuned"), key_bbox_reg,
-          lambda ws: ws.cfg.bbox_reg.enabled, scratch_bbox_reg, _train_split, sharded=True),
-    Stage("test", stage_test, ("proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg"),
-          key_test, _always, scratch_test, _test_split, sharded=True),
-    Stage("eval", stage_eval, ("test",), key_eval, _always, scratch_eval, _test_split),
+    Stage("svm", stage_svm, "per-class SVMs on fine-tuned fc7, hard negatives mined",
+          ("proposals", "conv5", "finetune", "conv5_tuned"), key_svm, _always, scratch_svm, _train_split,
+          sharded=True),
+    Stage("bbox_reg", stage_bbox_reg, "per-class bounding-box regressors on pool5 features",
+          ("proposals", "conv5", "conv5_tuned"), key_bbox_reg, lambda ws: ws.cfg.bbox_reg.enabled,
+          scratch_bbox_reg, _train_split, sharded=True),
+    Stage("test", stage_test, "detect on the test split (every variant; comp4 files)",
+          ("proposals", "conv5", "finetune", "conv5_tuned", "svm_pool5", "svm", "bbox_reg"), key_test, _always,
+          scratch_test, _test_split, sharded=True),
+    Stage("eval", stage_eval, "VOC mAP and COCO AP of every variant's detections",
+          ("test",), key_eval, _always, scratch_eval, _test_split),
 )
 STAGE = {s.name: s for s in STAGES}
 STAGE_NAMES = tuple(STAGE)

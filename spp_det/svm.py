@@ -44,6 +44,7 @@ class ClassCache:
     keys_neg: list[np.ndarray] = field(default_factory=list)  # (image index, window index) rows
     num_added: int = 0
     retrains: int = 0
+    mining: list[list[int]] = field(default_factory=list)  # [images seen, negatives kept] after each retrain
 
     def negatives(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.X_neg:
@@ -98,6 +99,7 @@ class HardNegativeMiner:
         cache.retrains += 1
         keep = X_neg @ self.W[:, c] + self.B[c] >= self.cfg.evict_thresh
         cache.X_neg, cache.keys_neg = [X_neg[keep]], [K[keep]]
+        cache.mining.append([self.images_seen, int(keep.sum())])
 
     def add_image(self, idx: int, X: np.ndarray, is_neg: np.ndarray, boxes: np.ndarray, last: bool) -> None:
         """X: scaled features ``(N, D)``; is_neg: ``(N, C)`` bool (IoU < neg_overlap with every GT of
@@ -183,6 +185,7 @@ def train_svms(data: TrainingWindows, feats: WindowFeatures, scale: float, class
     W, B, caches = miner.W, miner.B, miner.caches
     dt = time.perf_counter() - t0
     info = {classes[i]: {"pos": len(caches[i].X_pos), "neg_cached": int(sum(len(x) for x in caches[i].X_neg)),
-                         "retrains": caches[i].retrains} for i in active}
-    log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt, info)
+                         "retrains": caches[i].retrains, "mining": caches[i].mining} for i in active}
+    log.info("SVMs (%s, %d-d) trained in %.1f s: %s", kind, W.shape[0], dt,
+             {c: {k: v for k, v in d.items() if k != "mining"} for c, d in info.items()})
     return LinearModels(W.T[:, :, None], B[:, None], scale, list(classes), f"svm_{kind}", info)

@@ -203,10 +203,8 @@ def bar_chart(summary: dict, path: str, title: str) -> None:
     ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=7)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    from .io_utils import atomic_path
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    from .plots import save_figure
+    save_figure(fig, path, dpi=120)
 
 
 def run_timing(image_paths: Sequence[str], methods: Sequence[Method], models: Models, search_params,

@@ -1,7 +1,7 @@
 """The detectors a trained experiment is evaluated as: the rows of the paper's Table 9 (stage-wise mAP).
 
 Every module that writes, reads or prints per-variant results (the test stage, evaluation, model
-combination, ``tools/compare_runs.py``, the benchmarks) takes the names, titles and order from
+combination, ``spp-det compare``, the benchmarks) takes the names, titles and order from
 :data:`VARIANTS`. Detections of variant ``v`` live in ``<workdir>/detections/<split>/<v.name>/``.
 """
 from __future__ import annotations

@@ -113,12 +113,16 @@ def test_hand_worked_duplicate_is_false_positive():
     r = eval_class(dets(("a", 0.9, [0, 0, 9, 9]), ("a", 0.8, [0, 0, 9, 9])), gt)
     assert (r["tp"], r["fp"]) == (1, 1)
     assert r["ap"] == pytest.approx(1.0)  # recall 1 reached at precision 1
+    # per detection, in the order given (what the report colours): the lower-scored duplicate is the FP
+    r = eval_class(dets(("a", 0.8, [0, 0, 9, 9]), ("a", 0.9, [0, 0, 9, 9]), ("b", 0.1, [0, 0, 9, 9])), gt)
+    assert r["status"].tolist() == [0, 1, 0]
 
 
 def test_hand_worked_difficult_is_ignored():
     gt = {"a": (np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), np.array([False, True]))}
     r = eval_class(dets(("a", 0.9, [50, 50, 59, 59]), ("a", 0.5, [0, 0, 9, 9])), gt)
     assert (r["npos"], r["tp"], r["fp"]) == (1, 1, 0)
+    assert r["status"].tolist() == [-1, 1]
     assert r["ap"] == pytest.approx(1.0)
 
 

@@ -1,5 +1,6 @@
 """End to end on a tiny generated dataset: every stage, skip-on-rerun, config invalidation, resume, API."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -355,3 +356,124 @@ def test_finetune_window_database_is_compact_and_gives_every_labelled_window(tra
             np.testing.assert_array_equal(d.boxes(), windows[want_rows].astype(np.float32))
             pick = np.arange(len(d))[::3]
             np.testing.assert_array_equal(d.boxes(pick), d.boxes()[pick])
+
+
+def test_spp_det_run_quiet_prints_only_results_and_demo_draws_test_and_real_images(trained, tmp_path, capsys):
+    """`spp-det run --quiet` on a finished experiment says nothing (no stage lines, no table); without it,
+    a line per stage. `spp-det demo` then draws the test images and a folder of photos (the detector's
+    boxes, and windows labelled by ImageNet's classifier) and writes the report."""
+    import signal
+    from spp_det.cli import main
+    _, cfg, ws = trained
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["run", "--config", str(ws.layout.config), "--quiet"]) == 0
+        assert capsys.readouterr().out == ""
+        assert main(["run", "--config", str(ws.layout.config), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "[proposals] up to date, skipped" in out and "Stage times" in out
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for r in ws.data.dataset("trainval").records[:2]:
+            shutil.copy(r.path, photos / f"photo_{r.path.name}")
+        assert main(["demo", "--config", str(ws.layout.config), "--photos", str(photos), "--test-images", "3",
+                     "--quiet"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert len(list(ws.layout.demo_dir("test_images").glob("*_det.jpg"))) == 3
+    assert sorted(p.name for p in ws.layout.demo_dir("images").glob("*_det.jpg")) == \
+        sorted(f"{p.stem}_det.jpg" for p in photos.iterdir())
+    assert sorted(p.name for p in ws.layout.demo_dir("imagenet").glob("*_imagenet.jpg")) == \
+        sorted(f"{p.stem}_imagenet.jpg" for p in photos.iterdir())
+    assert ws.layout.report.is_file()
+
+
+def test_stages_draw_their_pictures_and_logs_agree_with_the_saved_data(trained):
+    """eval: precision-recall curves per variant, stage-wise bars, proposal recall; finetune: log.csv (the
+    rows of log.json) and curves.png; svm: the mining record (its last point is the cache the info counts,
+    one point per retrain, after the last training image) and its picture."""
+    import csv
+    from spp_det.io_utils import load_json
+    from spp_det.linear import LinearModels
+    from spp_det.variants import VARIANTS
+    _, cfg, ws = trained
+    lay, split = ws.layout, cfg.dataset.test_split
+    pngs = [lay.pr_plot(split, v.name) for v in VARIANTS if v.used(cfg)] + [
+        lay.stagewise_plot(split), lay.recall_plot(split), lay.finetune_plot, lay.mining_plot("fc7"),
+        lay.mining_plot("pool5")]
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+    history = load_json(lay.finetune_log)["history"]
+    with open(lay.finetune_csv) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iter"]) for r in rows] == [h["iter"] for h in history]
+    assert [float(r["train_loss"]) for r in rows] == [h["train_loss"] for h in history]
+    n_train = len(ws.data.dataset(cfg.dataset.train_split).records)
+    for kind in ("fc7", "pool5"):
+        for name, d in LinearModels.load(lay.svm(kind)).info.items():
+            assert len(d["mining"]) == d["retrains"] >= 2, name  # the first image, and the last
+            assert d["mining"][0][0] == 1 and d["mining"][-1] == [n_train, d["neg_cached"]], name
+            assert all(a[0] < b[0] for a, b in zip(d["mining"], d["mining"][1:])), name
+
+
+def test_report_is_one_self_contained_page_that_agrees_with_the_evaluation(trained, tmp_path):
+    """spp-det report: every picture embedded (decodable PNG / JPEG), one grid cell per chosen test image, and
+    the true positives it colours are the devkit's: over all detections they add up to eval's TP count.
+    Pictures an older run lacks are drawn first."""
+    import base64
+    import re
+    from spp_det.evaluation.voc import eval_class, gt_by_class, load_comp4_dir
+    from spp_det.report import write_report
+    from spp_det.variants import main_variant
+    _, cfg, ws = trained
+    lay, split = ws.layout, cfg.dataset.test_split
+    lay.recall_plot(split).unlink()
+    lay.finetune_plot.unlink()
+    n_test = len(ws.data.dataset(split).records)
+    page = write_report(ws, images=n_test, min_score=-1e9, top=10 ** 6).read_text()
+    assert lay.recall_plot(split).is_file() and lay.finetune_plot.is_file()
+    assert "src=\"file:" not in page and "<img" in page
+    for kind, data in re.findall(r'src="data:image/(png|jpeg);base64,([^"]+)"', page):
+        raw = base64.b64decode(data)
+        assert raw[:4] == (b"\x89PNG" if kind == "png" else b"\xff\xd8\xff\xe0"), kind
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page)
+    assert len(captions) == n_test
+    tp_shown = sum(int(re.search(r"(\d+) TP", c).group(1)) for c in captions)
+    records = ws.data.dataset(split).records
+    v = main_variant(cfg)
+    dets = load_comp4_dir(lay.detections(split, v), records, ws.data.classes, split)
+    gts = gt_by_class(records, len(ws.data.classes))
+    assert tp_shown == sum(eval_class(d, g)["tp"] for d, g in zip(dets, gts)) > 0
+    for title in ("Stage-wise results", "Per class", "Test images", "Training", "Proposals of", "Stage times",
+                  "Config"):
+        assert title in page
+
+
+def test_browse_draws_ground_truth_and_proposals_and_counts_objects(trained, tmp_path, capsys):
+    """spp-det browse: evenly spaced images drawn, a summary whose counts are the dataset's; proposals come
+    from the proposals stage's file, or, where there is none, are computed for these images alone, the
+    same boxes (the drawings are byte-identical)."""
+    import signal
+    from spp_det.cli import main
+    _, cfg, ws = trained
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["browse", "--config", str(ws.layout.config), "--split", "test", "--images", "3",
+                     "--proposals", "20", "--out", str(tmp_path / "cached"), "-q"]) == 0
+        assert main(["browse", "--config", str(ws.layout.config), "--split", "test", "--images", "3",
+                     "--proposals", "20", "--out", str(tmp_path / "computed"), "-q",
+                     "--set", f"proposals.cache_dir={tmp_path / 'none'}", "--workdir", str(tmp_path / "w")]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    records = ws.data.dataset("test").records
+    cached = sorted((tmp_path / "cached").glob("*.jpg"))
+    assert len(records) == 6  # 3 evenly spaced of 6: positions 0, 2.5 (rounded half to even: 2) and 5
+    assert [p.stem for p in cached] == [records[i].image_id for i in (0, 2, 5)]
+    for p in cached:
+        assert p.read_bytes() == (tmp_path / "computed" / p.name).read_bytes(), p.name
+    assert not (tmp_path / "none").exists()  # browsing computes, never writes, proposals
+    summary = (tmp_path / "cached" / "summary.txt").read_text()
+    counts = ws.data.dataset("test").num_objects()
+    for name, n in zip(ws.data.classes, counts):
+        assert re.search(rf"^\s+{name}\s+{n}\s", summary, re.M), name
+    assert f"{len(records)} images, {counts.sum()} objects" in capsys.readouterr().out

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Stage: conv5 of every image (and its mirror for fine-tuning) at the config's scale, cached as fp16.
+"""Stage: conv5 maps of every image view at every scale, cached.
 
-Usage: python tools/extract_conv5.py --config configs/voc07_zf5.yaml [--set key=value ...] [--force]
+Usage: python tools/extract_conv5.py --config configs/demo.yaml [--set key=value ...] [--force]
+
+The same as `spp-det conv5 ...` (spp_det/cli/commands.py); `python tools/extract_conv5.py --help` for the arguments.
 """
 import sys
 
-from spp_det.cli import stage_main
+from spp_det.cli import tool_main
 
 if __name__ == "__main__":
-    sys.exit(stage_main("conv5", __doc__.splitlines()[0]))
+    sys.exit(tool_main("conv5"))

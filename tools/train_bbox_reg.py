@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Stage: class-specific ridge box regressors on pooled conv5.
+"""Stage: per-class bounding-box regressors.
 
-Usage: python tools/train_bbox_reg.py --config configs/voc07_zf5.yaml [--set key=value ...] [--force]
+Usage: python tools/train_bbox_reg.py --config configs/demo.yaml [--set key=value ...] [--force]
+
+The same as `spp-det bbox_reg ...` (spp_det/cli/commands.py); `python tools/train_bbox_reg.py --help` for the arguments.
 """
 import sys
 
-from spp_det.cli import stage_main
+from spp_det.cli import tool_main
 
 if __name__ == "__main__":
-    sys.exit(stage_main("bbox_reg", __doc__.splitlines()[0]))
+    sys.exit(tool_main("bbox_reg"))

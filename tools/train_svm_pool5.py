@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Stage: per-class SVMs on pooled conv5 without fine-tuning (needs svm.pool5_baseline: true).
+"""Stage: per-class SVMs on pooled conv5 (no fine-tuning), hard negatives mined.
 
-Usage: python tools/train_svm_pool5.py --config configs/voc07_zf5.yaml [--set key=value ...] [--force]
+Usage: python tools/train_svm_pool5.py --config configs/demo.yaml [--set key=value ...] [--force]
+
+The same as `spp-det svm_pool5 ...` (spp_det/cli/commands.py); `python tools/train_svm_pool5.py --help` for the arguments.
 """
 import sys
 
-from spp_det.cli import stage_main
+from spp_det.cli import tool_main
 
 if __name__ == "__main__":
-    sys.exit(stage_main("svm_pool5", __doc__.splitlines()[0]))
+    sys.exit(tool_main("svm_pool5"))

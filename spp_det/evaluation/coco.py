@@ -2,7 +2,7 @@
 
 * :func:`records_to_coco`: ground truth of any dataset's records as a COCO
   dict (difficult / crowd objects become ``iscrowd: 1``, i.e. ignored regions);
-  also what ``tools/voc_to_coco.py`` writes.
+  also what ``spp-det voc-to-coco`` writes.
 * :func:`detections_to_results`: detections (internal 0-based inclusive boxes)
   as a COCO results list (``[x, y, w, h]``, ``w = x2 - x1 + 1``).
 * :func:`coco_metrics`: AP (IoU 0.50:0.95), AP50, AP75, AP small/medium/large,

@@ -64,7 +64,8 @@ def eval_class(dets: ClassDetections, gt: Mapping[str, tuple[np.ndarray, np.ndar
 
     gt: image id -> (boxes ``(G, 4)``, difficult ``(G,)`` bool) for **this class**
     (images without objects of the class may be absent).
-    Returns ``{"ap", "rec", "prec", "npos", "tp", "fp"}``.
+    Returns ``{"ap", "rec", "prec", "npos", "tp", "fp", "status"}``; ``status`` ``(K,)`` int8 in the order
+    of ``dets``: 1 true positive, 0 false positive, -1 ignored (matched a difficult object).
     """
     npos = int(sum((~np.asarray(d, bool)).sum() for _, d in gt.values()))
     order = np.argsort(-np.asarray(dets.scores, np.float64), kind="stable")
@@ -96,12 +97,15 @@ def eval_class(dets: ClassDetections, gt: Mapping[str, tuple[np.ndarray, np.ndar
                 fp[n] = 1
         else:
             fp[n] = 1
+    status = np.full(len(order), -1, np.int8)
+    status[order] = np.where(tp > 0, 1, np.where(fp > 0, 0, -1))
     keep = (tp + fp) > 0  # ignored (difficult) detections drop out of both counts
     ctp, cfp = np.cumsum(tp[keep]), np.cumsum(fp[keep])
     rec = ctp / npos if npos > 0 else np.full(len(ctp), np.nan)
     prec = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
     ap = voc_ap(rec, prec, use_07_metric) if npos > 0 else float("nan")
-    return {"ap": ap, "rec": rec, "prec": prec, "npos": npos, "tp": int(tp.sum()), "fp": int(fp.sum())}
+    return {"ap": ap, "rec": rec, "prec": prec, "npos": npos, "tp": int(tp.sum()), "fp": int(fp.sum()),
+            "status": status}
 
 
 def gt_by_class(records: Sequence, num_classes: int) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -116,7 +120,9 @@ def gt_by_class(records: Sequence, num_classes: int) -> list[dict[str, tuple[np.
 
 def evaluate(dets: Sequence[ClassDetections], records: Sequence, classes: Sequence[str],
              use_07_metric: bool = True, iou_threshold: float = 0.5) -> dict:
-    """``{"mAP": m, "ap": {cls: ap}, "npos": {cls: n}}``; ``dets[c]`` boxes in the records' convention.
+    """``{"mAP": m, "ap": {cls: ap}, "npos": {cls: n}, "metric", "curves": {cls: (recall, precision, ap)}}``
+    (``curves``: :func:`eval_class`'s cumulative arrays, detections in score order); ``dets[c]`` boxes in
+    the records' convention.
 
     A class with no (non-difficult) test object has no recall: its AP is NaN (``null`` in the JSON
     files) and it is left out of the mean. The devkit has no such case (every VOC class is in every
@@ -124,15 +130,16 @@ def evaluate(dets: Sequence[ClassDetections], records: Sequence, classes: Sequen
     needs. No test object of any class is an error.
     """
     gts = gt_by_class(records, len(classes))
-    aps, npos = {}, {}
+    aps, npos, curves = {}, {}, {}
     for c, name in enumerate(classes):
         res = eval_class(dets[c], gts[c], iou_threshold, use_07_metric)
         aps[name], npos[name] = res["ap"], res["npos"]
+        curves[name] = (res["rec"], res["prec"], res["ap"])
     valid = [a for a in aps.values() if not np.isnan(a)]
     if not valid:
         raise ValueError(f"no test object of any class ({', '.join(classes)}) in these records: nothing to evaluate")
     return {"mAP": float(np.mean(valid)), "ap": aps, "npos": npos,
-            "metric": "VOC07 11-point" if use_07_metric else "VOC2010+ area"}
+            "metric": "VOC07 11-point" if use_07_metric else "VOC2010+ area", "curves": curves}
 
 
 # ---------------------------------------------------------------- comp4 files
