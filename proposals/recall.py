@@ -55,13 +55,10 @@ def format_recall_table(result: dict) -> str:
 def plot_recall(results: Mapping[str, dict], path, title: str = "") -> None:
     """Recall at each IoU threshold and ABO against the number of proposals per image, one line per
     method (``results``: label -> :func:`proposal_recall` result), written as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from spp_det.plots import save_figure
+    from spp_det.plots import figure, save_figure
     thresholds = list(next(iter(results.values()))["recall"])
-    fig, axes = plt.subplots(1, len(thresholds) + 1, figsize=(4.2 * (len(thresholds) + 1), 3.6))
+    fig = figure((4.2 * (len(thresholds) + 1), 3.6))
+    axes = fig.subplots(1, len(thresholds) + 1)
     for label, res in results.items():
         for ax, t in zip(axes, thresholds):
             ax.plot(res["counts"], res["recall"][t], marker="o", ms=3, label=label)

@@ -23,8 +23,8 @@ PROPOSAL_COLOUR, DIFFICULT_COLOUR = (255, 255, 0), (150, 150, 150)  # BGR: cyan,
 
 def class_palette(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct BGR colours (matplotlib's tab10 / tab20)."""
-    import matplotlib
-    cmap = matplotlib.colormaps["tab20" if n > 10 else "tab10"]
+    from .plots import colours
+    cmap = colours(n)
     return [tuple(int(255 * c) for c in reversed(cmap(i % cmap.N)[:3])) for i in range(n)]
 
 

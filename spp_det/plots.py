@@ -1,4 +1,4 @@
-"""Pictures of an experiment's results (matplotlib, Agg backend; PNGs written atomically).
+"""Pictures of an experiment's results (matplotlib figures outside pyplot; PNGs written atomically).
 
 Conventions: each function takes plain numbers (arrays, lists, dicts, as the stages save them) and the
 path of the PNG to write; none reads a work directory. The stages that own the data call them
@@ -14,22 +14,24 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def _pyplot():
+def figure(figsize: tuple[float, float]):
+    """A matplotlib ``Figure`` outside pyplot: no global backend is switched and nothing needs closing,
+    so drawing is safe in a notebook and in threads."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize)
+
+
+def colours(n: int):
+    """A colormap with ``n`` distinct colours (tab10, or tab20 past 10)."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return matplotlib.colormaps["tab20" if n > 10 else "tab10"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Write ``fig`` as a PNG at ``path`` atomically and close it."""
+    """Write ``fig`` as a PNG at ``path`` atomically."""
     from .io_utils import atomic_path
-    plt = _pyplot()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike,
@@ -37,9 +39,9 @@ def pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: 
     """Precision against recall, one line per class, ``curves[name] = (recall (K,), precision (K,), AP)`` as
     :func:`spp_det.evaluation.voc.eval_class` gives them (detections in score order); the legend gives
     each class's AP. A class without test objects (NaN recall) is left out."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    cmap = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")
+    fig = figure((6.4, 4.8))
+    ax = fig.subplots()
+    cmap = colours(len(curves))
     for i, (name, (rec, prec, ap)) in enumerate(curves.items()):
         rec, prec = np.asarray(rec, np.float64), np.asarray(prec, np.float64)
         if np.isnan(ap):
@@ -60,8 +62,8 @@ def pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: 
 def stagewise_bars(rows: Sequence[tuple[str, float, float]], path: str | os.PathLike, title: str) -> None:
     """The paper's Table 9 as bars: ``rows`` = (variant title, VOC mAP, COCO AP), both in [0, 1] (COCO AP
     may be NaN), top to bottom in table order."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
+    fig = figure((7.5, 0.55 * len(rows) + 1.2))
+    ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     voc = [100 * r[1] for r in rows]
     coco = [100 * r[2] for r in rows]
@@ -83,10 +85,10 @@ def finetune_curves(history: Sequence[Mapping[str, float]], path: str | os.PathL
     """Fine-tuning's log (``finetune/log.json`` ``history``: per snapshot ``iter``, ``train_loss``, ``lr``
     and, with a val split, ``val_loss`` and ``val_acc``): loss, learning rate and val accuracy against
     iteration; ``best_iter`` (the kept snapshot) marked."""
-    plt = _pyplot()
     its = [h["iter"] for h in history]
     has_val = any("val_loss" in h for h in history)
-    fig, axes = plt.subplots(1, 3 if has_val else 2, figsize=(11 if has_val else 7.5, 3.4))
+    fig = figure((11 if has_val else 7.5, 3.4))
+    axes = fig.subplots(1, 3 if has_val else 2)
     ax = axes[0]
     ax.plot(its, [h["train_loss"] for h in history], "o-", ms=3, label="train loss")
     if has_val:
@@ -113,9 +115,9 @@ def mining_progress(info: Mapping[str, Mapping], path: str | os.PathLike, title:
     """Hard-negative mining per class: the cached negatives after each retrain against the training images
     seen (``info[class]["mining"]`` = ``[[images seen, negatives cached], ...]``, as
     :func:`spp_det.svm.train_svms` records them)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    cmap = plt.get_cmap("tab20" if len(info) > 10 else "tab10")
+    fig = figure((6.4, 4.2))
+    ax = fig.subplots()
+    cmap = colours(len(info))
     for i, (name, d) in enumerate(info.items()):
         pts = np.asarray(d.get("mining", []), np.float64).reshape(-1, 2)
         if len(pts):

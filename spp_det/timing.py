@@ -185,12 +185,11 @@ def bar_chart(summary: dict, path: str, title: str) -> None:
     so R-CNN's conv and SPP's pooling both stay readable)."""
     import textwrap
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure, save_figure
     names = list(summary)
     parts = list(PARTS[1:]) + ["total"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = figure((9, 4.5))
+    ax = fig.subplots()
     width = 0.8 / len(names)
     for i, n in enumerate(names):
         vals = [max(summary[n][p], 1e-5) for p in parts]
@@ -203,7 +202,6 @@ def bar_chart(summary: dict, path: str, title: str) -> None:
     ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=7)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    from .plots import save_figure
     save_figure(fig, path, dpi=120)
 
 

@@ -211,3 +211,14 @@ def test_a_broken_dataset_is_one_line_naming_the_file_and_nothing_is_written(dat
     line = one_error_line(tool("compute_proposals.py", write_config(tmp_path, root)))
     assert where in line and what in line, line
     assert not list((tmp_path / "work").glob("proposals/*.npz"))  # no result, not even a partial one
+
+
+def test_atomic_writes_get_the_permissions_a_plain_open_gives(tmp_path):
+    """Outputs are written to a private temporary file and renamed; the result must still be readable by
+    whoever could read a file the user wrote with open() (a report served from the work directory)."""
+    import stat
+    from spp_det.io_utils import save_text
+    save_text("x", tmp_path / "atomic.txt")
+    (tmp_path / "plain.txt").write_text("x")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt")
