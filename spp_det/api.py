@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-import cv2
 import numpy as np
 
 from .config import load_config
 from .data.images import load_image
 from .detect import Detections
+from .drawing import labelled_box
 from .features import compute_conv5_pyramid
 from .inference import TrainedModels
 from .layout import Layout
@@ -74,11 +74,25 @@ def draw_detections(image_bgr: np.ndarray, dets: Detections, classes: list[str],
     for b, s, l in sorted(zip(dets.boxes, dets.scores, dets.labels), key=lambda t: t[1]):
         if s < min_score:
             continue
-        x1, y1, x2, y2 = (int(round(v)) for v in b)
-        col = palette[int(l)]
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
-        text = f"{classes[int(l)]} {s:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        cv2.rectangle(out, (x1, max(0, y1 - th - 4)), (x1 + tw + 2, y1), col, -1)
-        cv2.putText(out, text, (x1 + 1, max(th, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        labelled_box(out, b, palette[int(l)], f"{classes[int(l)]} {s:.2f}")
     return out
+
+
+def detect_folder(workdir: str, files: list[Path], out: Path, min_score: float = 0.0,
+                  device: Optional[str] = None, quiet: bool = False) -> None:
+    """Detect with the experiment in ``workdir`` on ``files``; write ``<stem>_det.jpg`` with boxes to ``out``."""
+    import time
+
+    from .io_utils import save_image
+    det = Detector.from_workdir(workdir, device)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        t = time.perf_counter()
+        img = load_image(f)
+        d = det.detect(img)
+        save_image(draw_detections(img, d, det.classes, min_score), out / f"{f.stem}_det.jpg")
+        shown = [f"{det.classes[l]} {s:.2f}" for s, l in zip(d.scores, d.labels) if s >= min_score]
+        if not quiet:
+            print(f"{f.name}: {len(shown)} detections >= {min_score} in {time.perf_counter() - t:.2f} s"
+                  f"{': ' + ', '.join(shown[:8]) if shown else ''}")
+    print(f"images with boxes drawn: {out}/")

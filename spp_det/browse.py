@@ -16,7 +16,8 @@ import numpy as np
 
 from .data.source import DataSource
 from .data.voc import ImageRecord
-from .io_utils import atomic_path, save_text
+from .drawing import labelled_box
+from .io_utils import save_image, save_text
 
 PROPOSAL_COLOUR, DIFFICULT_COLOUR = (255, 255, 0), (150, 150, 150)  # BGR: cyan, grey
 
@@ -39,15 +40,8 @@ def draw_ground_truth(image_bgr: np.ndarray, record: ImageRecord, classes: Seque
             cv2.rectangle(out, (x1, y1), (x2, y2), PROPOSAL_COLOUR, 1)
     palette = class_palette(len(classes))
     for b, c, diff, trunc in zip(record.boxes, record.labels, record.difficult, record.truncated):
-        x1, y1, x2, y2 = (int(round(v)) for v in b)
-        col = DIFFICULT_COLOUR if diff else palette[int(c)]
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 0), 4)
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
-        text = classes[int(c)] + (" D" if diff else "") + (" T" if trunc else "")
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        y = max(th + 4, y1)
-        cv2.rectangle(out, (x1, y - th - 4), (x1 + tw + 3, y), col, -1)
-        cv2.putText(out, text, (x1 + 1, y - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        labelled_box(out, b, DIFFICULT_COLOUR if diff else palette[int(c)],
+                     classes[int(c)] + (" D" if diff else "") + (" T" if trunc else ""))
     return out
 
 
@@ -76,7 +70,6 @@ def browse(data: DataSource, split: str, out: Path, images: int = 16, proposals:
     """Draw ``images`` evenly spaced images of ``split`` (all if 0) with their ground truth and their first
     ``proposals`` proposals into ``out/<image id>.jpg``; write ``out/summary.txt``
     (:func:`split_summary`). Returns the image paths."""
-    import cv2
     from tqdm import tqdm
     records = data.dataset(split).records
     pick = (np.unique(np.linspace(0, len(records) - 1, min(images, len(records))).round().astype(int))
@@ -102,9 +95,7 @@ def browse(data: DataSource, split: str, out: Path, images: int = 16, proposals:
                 boxes = selective_search(img, search)
             boxes = boxes[:proposals]
         path = out / f"{r.image_id}.jpg"
-        with atomic_path(path, suffix=".jpg") as tmp:
-            if not cv2.imwrite(str(tmp), draw_ground_truth(img, r, data.classes, boxes)):
-                raise OSError(f"{tmp}: could not write the image")
+        save_image(draw_ground_truth(img, r, data.classes, boxes), path)
         written.append(path)
     save_text(split_summary(records, data.classes, split) + "\n", out / "summary.txt")
     return written

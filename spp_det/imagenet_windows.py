@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .drawing import labelled_box
 from .models.geometry import Geometry, derive_geometry
 from .spp import boxes_to_cells
 
@@ -148,15 +149,7 @@ def draw_windows(image_bgr: np.ndarray, windows: Sequence[Window], note: str) ->
     out = image_bgr.copy()
     cols = [(60, 200, 255), (80, 220, 80), (255, 160, 60), (200, 90, 255), (90, 90, 255)]
     for k, w in reversed(list(enumerate(windows))):
-        x1, y1, x2, y2 = (int(round(v)) for v in w.box)
-        col = cols[k % len(cols)]
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 0), 4)
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
-        text = f"{w.label} {w.prob:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        y = max(th + 4, y1)
-        cv2.rectangle(out, (x1, y - th - 5), (x1 + tw + 4, y), col, -1)
-        cv2.putText(out, text, (x1 + 2, y - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        labelled_box(out, w.box, cols[k % len(cols)], f"{w.label} {w.prob:.2f}", font_scale=0.5)
     font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.38
     lines = []
     for part in note.split("|"):  # word-wrapped to the image's width
@@ -182,12 +175,10 @@ def label_folder(files: Sequence, out, search_params=None, scorer: "ImageNetWind
     import time
     from pathlib import Path
 
-    import cv2
-
     from proposals.selective_search import SearchParams, selective_search
 
     from .data.images import load_image
-    from .io_utils import atomic_path
+    from .io_utils import save_image
     scorer = scorer or ImageNetWindowScorer()
     params = search_params or SearchParams()
     out = Path(out)
@@ -198,9 +189,7 @@ def label_folder(files: Sequence, out, search_params=None, scorer: "ImageNetWind
         windows = scorer.best_windows(img, selective_search(img, params), top, min_prob)
         whole = ", ".join(f"{c} {p:.2f}" for c, p in scorer.whole_image(img, 2))
         path = out / f"{Path(f).stem}_imagenet.jpg"
-        with atomic_path(path, suffix=".jpg") as tmp:
-            if not cv2.imwrite(str(tmp), draw_windows(img, windows, NOTE.format(net=scorer.name, whole=whole))):
-                raise OSError(f"{tmp}: could not write the image")
+        save_image(draw_windows(img, windows, NOTE.format(net=scorer.name, whole=whole)), path)
         written.append(path)
         if not quiet:
             found = ", ".join(f"{w.label} {w.prob:.2f}" for w in windows) or "no window above the threshold"

@@ -152,6 +152,17 @@ def save_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def save_image(image_bgr: np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
+    """Write a BGR uint8 image atomically, its format from ``path``'s extension (JPEG at ``quality``)."""
+    import cv2
+    ext = Path(path).suffix.lower()
+    ok, buf = cv2.imencode(ext, image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else [])
+    if not ok:
+        raise ValueError(f"{path}: could not encode the image as {ext}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)

@@ -23,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from .drawing import labelled_box
 from .io_utils import load_json, save_text
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
@@ -135,23 +136,11 @@ def draw_test_image(image_bgr: np.ndarray, record, dets: list[tuple], classes: l
     import cv2
     f = width / image_bgr.shape[1]
     img = cv2.resize(image_bgr, (width, max(1, int(round(image_bgr.shape[0] * f)))), interpolation=cv2.INTER_AREA)
-
-    def box(b, colour, thick):
-        x1, y1, x2, y2 = (int(round(v * f)) for v in b)
-        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 0), thick + 2)
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick)
-        return x1, y1
-
     for b, diff in zip(record.boxes, record.difficult):
-        box(b, DIFFICULT_COLOUR if diff else GT_COLOUR, 1)
+        labelled_box(img, b, DIFFICULT_COLOUR if diff else GT_COLOUR, thickness=1, scale=f)
     shown = sorted((d for d in dets if d[1] >= min_score), key=lambda d: -d[1])[:top]
     for c, score, b, st in reversed(shown):  # best drawn last, on top
-        x1, y1 = box(b, STATUS_COLOUR[st], 2)
-        text = f"{classes[c]} {score:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        y = max(th + 3, y1)
-        cv2.rectangle(img, (x1, y - th - 3), (x1 + tw + 2, y), STATUS_COLOUR[st], -1)
-        cv2.putText(img, text, (x1 + 1, y - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        labelled_box(img, b, STATUS_COLOUR[st], f"{classes[c]} {score:.2f}", font_scale=0.4, scale=f)
     return img
 
 

@@ -8,8 +8,6 @@ these only translate arguments. Pipeline stages get a command each, generated fr
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -18,6 +16,8 @@ from .. import imagenet_windows
 from . import add_config_args, add_output_args, find_config, load_from_args, progress_of
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
 def real_photos() -> Path:
     """The 13 genuine VOC 2007 test photos in ``shared/`` beside a clone (of this package's source, else of
     the working directory); elsewhere give ``--photos`` / ``--images``."""
@@ -193,32 +193,9 @@ def _workspace_of(args):
     return Workspace(load_config(saved, [f"workdir={root}"]))
 
 
-def detect_folder(workdir: str, files: list[Path], out: Path, min_score: float = 0.0,
-                  device: Optional[str] = None, quiet: bool = False) -> None:
-    """Detect with the experiment in ``workdir`` on ``files``; write ``<stem>_det.jpg`` with boxes to ``out``."""
-    import cv2
-
-    from ..api import Detector, draw_detections
-    from ..data.images import load_image
-    from ..io_utils import atomic_path
-    det = Detector.from_workdir(workdir, device)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        t = time.perf_counter()
-        img = load_image(f)
-        d = det.detect(img)
-        with atomic_path(out / f"{f.stem}_det.jpg", suffix=".jpg") as tmp:
-            if not cv2.imwrite(str(tmp), draw_detections(img, d, det.classes, min_score)):
-                raise OSError(f"{tmp}: could not write the image")
-        shown = [f"{det.classes[l]} {s:.2f}" for s, l in zip(d.scores, d.labels) if s >= min_score]
-        if not quiet:
-            print(f"{f.name}: {len(shown)} detections >= {min_score} in {time.perf_counter() - t:.2f} s"
-                  f"{': ' + ', '.join(shown[:8]) if shown else ''}")
-    print(f"images with boxes drawn: {out}/")
-
-
 def _detect(args):
     files = _image_files(Path(args.images), args.split, args.limit)
+    from ..api import detect_folder
     detect_folder(_workdir_of(args), files, Path(args.out), args.min_score, args.device, args.quiet)
 
 
@@ -232,6 +209,7 @@ def _add_demo(p):
 
 
 def _demo(args):
+    from ..api import detect_folder
     from ..distributed import Dist
     from ..pipeline import run_pipeline
     cfg = load_from_args(args)

@@ -19,7 +19,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..io_utils import atomic_path, load_json, save_json, stable_hash
+from ..io_utils import load_json, save_image, save_json, stable_hash
 from .voc import ImageRecord
 
 
@@ -67,11 +67,7 @@ def make_classification_crops(records: Sequence[ImageRecord], classes: Sequence[
                 if img is None:
                     img = r.load()
                 x1, y1, x2, y2 = crop_box(r.boxes[o], (r.height, r.width), factor, shift)
-                ok, buf = cv2.imencode(".jpg", img[y1:y2 + 1, x1:x2 + 1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-                if not ok:
-                    raise ValueError(f"{path}: JPEG encoding failed")
-                with atomic_path(path, ".jpg") as tmp:
-                    tmp.write_bytes(buf.tobytes())
+                save_image(img[y1:y2 + 1, x1:x2 + 1], path)
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
         raise ValueError(f"{out}: no crops for class(es) {empty}: the source split has no such objects")
