@@ -3,6 +3,7 @@ SVMs, box regressors, comp4 files and mAP), and a rerun under torchrun resumes (
 process."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,22 @@ def test_two_processes_equal_one(tmp_path):
     again = _run(torchrun, env)
     for stage in ("proposals", "conv5", "finetune", "svm", "test", "eval"):
         assert f"[{stage}] up to date, skipped" in again
+    # --nnodes with the standard rendezvous: two launchers of one process each ("nodes" on this machine,
+    # sharing the file system as real nodes must) give the same detections again
+    c = tiny_config(tmp_path / "nodes", data)
+    c["finetune"].update(iterations=20, micro_batches=2)
+    (tmp_path / "nodes.yaml").write_text(yaml.safe_dump(c))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launchers = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank",
+         str(n), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes", tool,
+         "--config", str(tmp_path / "nodes.yaml"), "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True) for n in (0, 1)]
+    outs = [p.communicate(timeout=900)[0] for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    assert _files(Path(c["workdir"]) / "detections") == det_one
 
 
 def test_merge_shards_writes_the_split_in_order_and_removes_every_shard(tmp_path):
