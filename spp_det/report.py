@@ -203,7 +203,7 @@ def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: i
             if v != main:
                 parts.append(f"<details><summary>precision-recall curves of {html.escape(VARIANT[v].title)}"
                              f"</summary>{_img(lay.pr_plot(split, v), 'precision-recall curves')}</details>")
-        parts.append(f"<h2>Test images: ground truth and detections</h2>")
+        parts.append("<h2>Test images: ground truth and detections</h2>")
         parts.append(_image_grid(ws, split, main, images, min_score, top))
     else:
         parts.append('<p class="note">No evaluation yet: run <code>spp-det run</code> (or the eval stage).</p>')

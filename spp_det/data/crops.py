@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from ..io_utils import load_json, save_image, save_json, stable_hash
