@@ -226,6 +226,14 @@ class FinetuneLog:
         if self._tb is not None:
             self._tb.close()
 
+    def clear(self) -> None:
+        """Delete what an earlier run wrote (a run from scratch, or none at all, must not show its curves)."""
+        import shutil
+        for p in (self.csv_path, self.plot_path):
+            p.unlink(missing_ok=True)
+        if self.tb_dir is not None and self.tb_dir.is_dir():
+            shutil.rmtree(self.tb_dir)
+
 
 def sample_chunk(db: Sequence[ImageWindows], chunk: int, ft: FinetuneConfig, seed: int,
                  num_scales: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -480,6 +488,12 @@ def _part_seed(seed: int, it: int, part: int) -> int:
     return int(np.random.SeedSequence([seed, 31, it, part]).generate_state(1)[0])
 
 
+def _clear_log(job: FinetuneJob) -> None:
+    job.log_path.unlink(missing_ok=True)
+    if job.log_writer is not None:
+        job.log_writer.clear()
+
+
 def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     """Run (or resume) fine-tuning; returns the path of ``best.pt`` (the head's state dict)."""
     ft, head, device, tuner = job.cfg, job.head, job.device, job.tuner
@@ -487,6 +501,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     if not ft.enabled or ft.iterations == 0:
         if job.dist.main:
             save_torch(head.state_dict(), best_path)
+            _clear_log(job)
         return best_path
     db = job.train
     num_fg = sum(len(d.fg) for d in db)
@@ -511,6 +526,8 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
             it, history, best = state["iter"], state["history"], state["best"]
             set_rng_state(state["torch_rng"], device)
             log.info("resuming fine-tuning at iteration %d", it)
+    if it == 0 and job.dist.main:
+        _clear_log(job)
     val, d, M = job.val, job.dist, ft.micro_batches
     parts = d.shard(range(M))  # this rank's micro-batches (all of them in one process)
     head.train()

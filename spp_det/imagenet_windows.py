@@ -10,8 +10,8 @@ classifier was trained with), and the classifier's fc + softmax scores it over t
 classes. As in the paper's multi-scale testing, the map is computed at several ``scales`` and each
 window pooled at the one where its scaled area is closest to 224 x 224
 (:func:`spp_det.multiscale.select_scale_indices`), the input size the classifier was trained at (on
-the 13 real photos at a single scale of 448 its whole-image top-1 probability drops from 0.61 at 224
-to 0.007). Per class, windows are reduced by NMS; the drawn boxes are the best-scoring ones.
+photo 000001 of the 13 real ones, the whole-image window's top-1 probability is 0.88 at a single scale
+of 224 and 0.009 at 448: docs/BENCHMARKS.md, "ImageNet windows on the real photos"). Per class, windows are reduced by NMS; the drawn boxes are the best-scoring ones.
 
 Conventions: boxes are internal ``(N, 4)`` (:mod:`spp_det.boxes`) of the original image; labels are
 ImageNet class names (torchvision's list), **not** the detector's classes. A window's score is the
@@ -107,19 +107,22 @@ class ImageNetWindowScorer:
             pooled[torch.from_numpy(rows).to(self.device)] = window_means(fmap, cells)
         return torch.softmax(self.net._fc(pooled), 1).cpu().numpy()
 
-    def best_windows(self, image_bgr: np.ndarray, boxes: np.ndarray, top: int = TOP, min_prob: float = MIN_PROB,
-                     overlap: float = 0.5, min_side: int = 64) -> list[Window]:
+    def label(self, image_bgr: np.ndarray, boxes: np.ndarray, top: int = TOP, min_prob: float = MIN_PROB,
+              overlap: float = 0.5, min_side: int = 64, whole_top: int = 2
+              ) -> tuple[list[Window], list[tuple[str, float]]]:
         """The ``top`` windows of highest best-class probability (at least ``min_prob``; boxes at least
-        ``min_side`` pixels on each side). Of windows of one class that overlap, only the most probable
-        is kept: overlap is intersection over the *smaller* box (> ``overlap``), so that the parts of an
-        object, which its receptive fields make as confident as the whole, do not crowd it out."""
+        ``min_side`` pixels on each side), and the ``whole_top`` classes of the whole image (the window
+        that is the image), all scored in one pass over the conv maps. Of windows of one class that
+        overlap, only the most probable is kept: overlap is intersection over the *smaller* box
+        (> ``overlap``), so that the parts of an object, which its receptive fields make as confident as
+        the whole, do not crowd it out."""
+        h, w = image_bgr.shape[:2]
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         keep = ((boxes[:, 2] - boxes[:, 0] + 1) >= min_side) & ((boxes[:, 3] - boxes[:, 1] + 1) >= min_side)
         boxes = boxes[keep]
-        if not len(boxes):
-            return []
-        probs = self.probabilities(image_bgr, boxes)
-        label, prob = probs.argmax(1), probs.max(1)
+        probs = self.probabilities(image_bgr, np.concatenate([[[0, 0, w - 1, h - 1]], boxes]))
+        whole = [(self.classes[int(i)], float(probs[0, i])) for i in np.argsort(-probs[0])[:whole_top]]
+        label, prob = probs[1:].argmax(1), probs[1:].max(1)
         out: list[Window] = []
         for i in np.argsort(-prob, kind="stable"):
             if prob[i] < min_prob or len(out) == top:
@@ -127,14 +130,11 @@ class ImageNetWindowScorer:
             name = self.classes[int(label[i])]
             if not any(w.label == name and intersection_over_smaller(w.box, boxes[i]) > overlap for w in out):
                 out.append(Window(boxes[i], name, float(prob[i])))
-        return out
+        return out, whole
 
-    @torch.no_grad()
-    def whole_image(self, image_bgr: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
-        """The classifier on the whole image (the window that is the image), for reference."""
-        h, w = image_bgr.shape[:2]
-        p = self.probabilities(image_bgr, np.array([[0, 0, w - 1, h - 1]], np.float64))[0]
-        return [(self.classes[int(i)], float(p[i])) for i in np.argsort(-p)[:top]]
+    def best_windows(self, image_bgr: np.ndarray, boxes: np.ndarray, **kwargs) -> list[Window]:
+        """:meth:`label`'s windows."""
+        return self.label(image_bgr, boxes, **kwargs)[0]
 
 
 NOTE = ("Boxes: selective-search windows scored by {net}'s own ImageNet classifier on each window's "
@@ -169,7 +169,7 @@ def draw_windows(image_bgr: np.ndarray, windows: Sequence[Window], note: str) ->
 
 def label_folder(files: Sequence, out, search_params=None, scorer: "ImageNetWindowScorer | None" = None,
                  top: int = TOP, min_prob: float = MIN_PROB, quiet: bool = False) -> list:
-    """Draw :meth:`ImageNetWindowScorer.best_windows` (``top``, ``min_prob``) of every image file into
+    """Draw :meth:`ImageNetWindowScorer.label`'s windows (``top``, ``min_prob``) of every image file into
     ``out/<stem>_imagenet.jpg`` (selective search with ``search_params``, default settings if None);
     prints a line per image."""
     import time
@@ -186,8 +186,8 @@ def label_folder(files: Sequence, out, search_params=None, scorer: "ImageNetWind
     for f in files:
         t = time.perf_counter()
         img = load_image(f)
-        windows = scorer.best_windows(img, selective_search(img, params), top, min_prob)
-        whole = ", ".join(f"{c} {p:.2f}" for c, p in scorer.whole_image(img, 2))
+        windows, whole_top = scorer.label(img, selective_search(img, params), top, min_prob)
+        whole = ", ".join(f"{c} {p:.2f}" for c, p in whole_top)
         path = out / f"{Path(f).stem}_imagenet.jpg"
         save_image(draw_windows(img, windows, NOTE.format(net=scorer.name, whole=whole)), path)
         written.append(path)

@@ -10,7 +10,9 @@ Conventions: it reads only the work directory (``config.yaml``, the manifests, `
 ``detections/``, ``finetune/log.json``, the SVMs' ``info``) and the test split's images and
 annotations; pictures a stage should have drawn but an older run lacks are drawn first, from the same
 saved data (:mod:`spp_det.plots`). The page is self-contained (every picture embedded as a data URI,
-so it can be mailed or archived alone) and written atomically. Sections whose stage has not run say so.
+so it can be mailed or archived alone) and written atomically. It shows only what the stages made
+under the current config (:func:`spp_det.stages.stage_done`): a section whose stage is not done for it
+says so, rather than show an earlier config's files.
 """
 from __future__ import annotations
 
@@ -76,8 +78,23 @@ def _pct(x: Optional[float]) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.2f}"
 
 
+SVM_STAGE = {"pool5": "svm_pool5", "fc7": "svm"}
+
+
+def _done(ws: Workspace, stage: str) -> bool:
+    """The stage is done for this config and data: files an earlier config left are not shown as its."""
+    from .stages import stage_done
+    return stage_done(ws, stage)
+
+
+def _finetune_log(ws: Workspace) -> bool:
+    return _done(ws, "finetune") and ws.layout.finetune_log.is_file()
+
+
 def _results(ws: Workspace, split: str) -> dict:
-    """Variant -> its eval JSON, in table order (variants the eval stage scored)."""
+    """Variant -> its eval JSON, in table order (variants the eval stage scored for this config)."""
+    if not _done(ws, "eval"):
+        return {}
     out = {}
     for v in VARIANTS:
         p = ws.layout.eval_result(split, v.name)
@@ -88,9 +105,9 @@ def _results(ws: Workspace, split: str) -> dict:
 
 def draw_missing_pictures(ws: Workspace, split: str) -> None:
     """Draw the pictures the stages draw (:mod:`spp_det.layout`) where a finished run lacks them."""
-    from .stages import draw_eval_plots, stage_done
+    from .stages import draw_eval_plots
     lay = ws.layout
-    if stage_done(ws, "eval"):
+    if _done(ws, "eval"):
         variants = list(_results(ws, split))
         wanted = [lay.pr_plot(split, v) for v in variants] + [lay.stagewise_plot(split), lay.recall_plot(split)]
         if not all(p.is_file() for p in wanted):
@@ -99,14 +116,14 @@ def draw_missing_pictures(ws: Workspace, split: str) -> None:
             results = {v: evaluate_comp4_voc_coco(lay.detections(split, v), records, ws.data.classes, split,
                                                   ws.cfg.eval.use_07_metric)[0] for v in variants}
             draw_eval_plots(ws, split, results)
-    if lay.finetune_log.is_file() and not lay.finetune_plot.is_file():
+    if _finetune_log(ws) and not lay.finetune_plot.is_file():
         from .plots import finetune_curves
         saved = load_json(lay.finetune_log)
         if saved.get("history"):
             finetune_curves(saved["history"], lay.finetune_plot, f"fine-tuning of {ws.cfg.name}",
                             (saved.get("best") or {}).get("iter"))
     for kind in ("pool5", "fc7"):
-        if lay.svm(kind).is_file() and not lay.mining_plot(kind).is_file():
+        if _done(ws, SVM_STAGE[kind]) and not lay.mining_plot(kind).is_file():
             from .linear import LinearModels
             from .plots import mining_progress
             info = LinearModels.load(lay.svm(kind)).info
@@ -173,7 +190,7 @@ def _image_grid(ws: Workspace, split: str, variant: str, n: int, min_score: floa
 def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: int = 10) -> Path:
     """Write ``<workdir>/report.html`` (module docstring); returns its path. ``images``: test images in the
     grid; ``min_score`` and ``top``: which detections each shows."""
-    from .stages import STAGES, manifest_info, stage_done
+    from .stages import STAGES, manifest_info
     lay, cfg = ws.layout, ws.cfg
     split = cfg.dataset.test_split
     draw_missing_pictures(ws, split)
@@ -209,22 +226,22 @@ def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: i
         parts.append('<p class="note">No evaluation yet: run <code>spp-det run</code> (or the eval stage).</p>')
 
     parts.append("<h2>Training</h2>")
-    if lay.finetune_log.is_file():
+    if _finetune_log(ws):
         best = load_json(lay.finetune_log).get("best") or {}
         kept = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in best.items())
         parts.append(f'<p class="note">Kept snapshot: {html.escape(kept or "none")}. The log as a table: '
                      f'{html.escape(str(lay.finetune_csv))}.</p>')
         parts.append(_img(lay.finetune_plot, "fine-tuning curves"))
     else:
-        parts.append('<p class="note">No fine-tuning log (not run, or fine-tuning is off).</p>')
+        parts.append('<p class="note">No fine-tuning log for this config (not run yet, or fine-tuning is off).</p>')
     for kind in ("pool5", "fc7"):
-        if lay.svm(kind).is_file():
+        if _done(ws, SVM_STAGE[kind]):
             parts.append(_img(lay.mining_plot(kind), f"hard-negative mining of the {kind} SVMs",
                               "these SVMs were trained before mining was recorded; `spp-det "
                               f"{'svm' if kind == 'fc7' else 'svm_pool5'} --force` retrains them"))
 
     parts.append(f"<h2>Proposals of {html.escape(split)}</h2>")
-    parts.append(_img(lay.recall_plot(split), "proposal recall") if stage_done(ws, "eval")
+    parts.append(_img(lay.recall_plot(split), "proposal recall") if _done(ws, "eval")
                  else '<p class="note">Not evaluated yet.</p>')
 
     parts.append("<h2>Stage times (last run of each)</h2>")
@@ -232,7 +249,7 @@ def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: i
     for s in STAGES:
         if s.manifest and s.used(ws):
             sec = manifest_info(ws, s.name).get("seconds")
-            rows.append([s.name, "-" if sec is None else f"{sec:.1f}", "done" if stage_done(ws, s.name) else "not done",
+            rows.append([s.name, "-" if sec is None else f"{sec:.1f}", "done" if _done(ws, s.name) else "not done",
                          s.doc])
     parts.append(_table(["stage", "seconds", "state", "what it does"], rows))
 

@@ -225,14 +225,13 @@ def _svms(ws: Workspace, kind: str, progress: bool) -> list[Path]:
     # under torchrun the ranks share the fc7 features of the mining pass (fc6's product is what costs); pool5
     # features each rank pools itself, which costs less than sending them (Lite0: 5,600-d, 45 MB an image)
     share = ws.dist if kind == "fc7" else Dist()
-    out = _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
-                                                                     ws.cfg.svm, progress, only, share))
-    if ws.dist.main:
-        from .linear import LinearModels
+    models = _by_class(ws, ws.layout.svm(kind), lambda only: train_svms(data, feats, scale, ws.data.classes,
+                                                                        ws.cfg.svm, progress, only, share))
+    if models is not None:
         from .plots import mining_progress
-        mining_progress(LinearModels.load(ws.layout.svm(kind)).info, ws.layout.mining_plot(kind),
+        mining_progress(models.info, ws.layout.mining_plot(kind),
                         f"{ws.cfg.name}: hard-negative mining of the {kind} SVMs on {data.split}")
-    return out
+    return [ws.layout.svm(kind)]
 
 
 def _feature_scale(ws: Workspace, feats: "WindowFeatures", data: "TrainingWindows", tuned: bool,
@@ -247,19 +246,23 @@ def _feature_scale(ws: Workspace, feats: "WindowFeatures", data: "TrainingWindow
     return scale if ws.dist.main else feature_scale(feats, data, ws.cfg.norm, ws.cfg.seed, path, False)
 
 
-def _by_class(ws: Workspace, out: Path, train: Callable[[Optional[list[int]]], "LinearModels"]) -> list[Path]:
-    """Per-class linear models ``train(only)`` saved to ``out``; under torchrun each rank trains its share
-    of the classes (:meth:`Dist.shard` of their indices) and rank 0 merges and saves them."""
+def _by_class(ws: Workspace, out: Path, train: Callable[[Optional[list[int]]], "LinearModels"]
+              ) -> Optional["LinearModels"]:
+    """Per-class linear models ``train(only)`` saved to ``out`` and returned (None on ranks other than 0);
+    under torchrun each rank trains its share of the classes (:meth:`Dist.shard` of their indices) and
+    rank 0 merges and saves them."""
     from .linear import LinearModels
     d = ws.dist
     if d.world == 1:
-        train(None).save(out)
-        return [out]
-    mine = d.shard(range(len(ws.data.classes)))
-    parts = d.gather((mine, train(mine)))  # (every rank trains, even with no class: the SVMs share a pass)
-    if d.main:
-        LinearModels.merge([(cs, m) for cs, m in parts if cs]).save(out)
-    return [out]
+        models = train(None)
+    else:
+        mine = d.shard(range(len(ws.data.classes)))
+        parts = d.gather((mine, train(mine)))  # (every rank trains, even with no class: the SVMs share a pass)
+        if not d.main:
+            return None
+        models = LinearModels.merge([(cs, m) for cs, m in parts if cs])
+    models.save(out)
+    return models
 
 
 def norm_path(ws: Workspace, feats: "WindowFeatures", split: str, tuned: bool) -> Path:
@@ -287,8 +290,9 @@ def stage_bbox_reg(ws: Workspace, progress: bool) -> list[Path]:
     data = training_windows(ws, ws.models.conv_tuned)
     feats = WindowFeatures(ws.models.pooler(), "pool5")
     scale = _feature_scale(ws, feats, data, ws.models.conv_tuned, progress)
-    return _by_class(ws, ws.layout.bbox_reg, lambda only: train_bbox_regressors(
+    _by_class(ws, ws.layout.bbox_reg, lambda only: train_bbox_regressors(
         data, feats, scale, ws.data.classes, ws.cfg.bbox_reg, ws.cfg.seed, progress, only))
+    return [ws.layout.bbox_reg]
 
 
 def stage_test(ws: Workspace, progress: bool) -> list[Path]:

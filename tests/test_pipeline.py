@@ -477,3 +477,20 @@ def test_browse_draws_ground_truth_and_proposals_and_counts_objects(trained, tmp
     for name, n in zip(ws.data.classes, counts):
         assert re.search(rf"^\s+{name}\s+{n}\s", summary, re.M), name
     assert f"{len(records)} images, {counts.sum()} objects" in capsys.readouterr().out
+
+
+def test_report_shows_only_what_was_made_under_its_config(trained):
+    """With fine-tuning's learning rate changed, fine-tuning, the fc7 SVMs and everything after them are not
+    done for the config: the report must not show the earlier config's curves, fc7 mining or evaluation
+    as this one's; what the change does not touch (the pool5 SVMs) it still shows."""
+    from spp_det.config import load_config
+    from spp_det.report import write_report
+    from spp_det.workspace import Workspace
+    _, cfg, ws = trained
+    other = Workspace(load_config(ws.layout.config, [f"finetune.base_lr={cfg.finetune.base_lr * 2}"]))
+    page = write_report(other).read_text()
+    assert "No evaluation yet" in page and "Per class" not in page and "<figcaption>" not in page
+    assert 'alt="hard-negative mining of the pool5 SVMs"' in page
+    assert "hard-negative mining of the fc7 SVMs" not in page
+    assert "fine-tuning curves" not in page and "No fine-tuning log for this config" in page
+    write_report(ws)  # the fixture's own report again
