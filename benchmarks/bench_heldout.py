@@ -3,21 +3,27 @@
 
 Usage: python benchmarks/bench_heldout.py [--configs configs/demo.yaml configs/family_silhouettes.yaml
        configs/family_photos.yaml] [--phase dev|test] [--name base] [--set key=value ...] [--no-pool5]
-       [--combine-with OTHER]
+       [--combine-with OTHER] [--start-from OTHER]
 
 ``--phase dev`` trains on each dataset's ``train`` split and evaluates on ``val`` (where defaults are
 chosen); ``--phase test`` trains on ``trainval`` and evaluates on ``test`` (reported once). Every
 config runs the whole pipeline under ``<out>/<phase>/<config name>/<name>`` with proposals and conv5
 maps shared by all runs of that family and phase; ``--set`` applies to every config (a variant of the
 defaults). Prints one row per family with the deltas the defaults must meet (fine-tuned fc7 >= pool5
-+ 2.0, box regression >= +1.0), and writes ``<out>/<phase>/<name>.md`` and ``.json``.
++ 2.0, box regression >= +1.0; VOC07 mAP with COCO AP in brackets), and writes ``<out>/<phase>/<name>.md`` and ``.json``.
 
 ``--combine-with OTHER`` also combines each family's model with that of the finished variant OTHER
 (its overrides read from ``OTHER.json``; paper section 4.3, ``spp_det.combine``: every test window
 scored by both, union, per-class NMS) and adds a table of both models and their combination.
+
+``--start-from OTHER`` starts each family's new work directory from a copy of the finished variant
+OTHER's trained models and manifests (fine-tuning, SVMs, box regressors, feature norms): the stage
+keys then rerun only what the overrides change, e.g. the test stage for a test-time option
+(``--name vote --start-from rcnn --set test.box_voting=0.5``).
 """
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +44,8 @@ def main() -> int:
                    "change it: compare with a run that has it)")
     p.add_argument("--combine-with", metavar="OTHER", help="a finished variant of the same phase to combine "
                    "each family's model with (e.g. --name lite1 --set backbone.name=lite1 --combine-with final)")
+    p.add_argument("--start-from", metavar="OTHER", help="a finished variant of the same phase whose trained "
+                   "models and manifests a new work directory starts from (only changed stages rerun)")
     p.add_argument("--out", default="runs/heldout")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
@@ -64,13 +72,17 @@ def main() -> int:
         for c in args.configs:
             name = load_config(c).name
             fam = out / name
+            if args.start_from and not (fam / args.name).exists():
+                start_from(fam / args.start_from, fam / args.name)
             ws = run_pipeline(load_config(c, overrides(fam, args.name, args.no_pool5, args.overrides)),
                               progress=not args.no_progress)
             res = {}
             for v in (v.name for v in VARIANTS):
                 f = ws.layout.eval_result(test, v)
                 if f.is_file() and (v != "pool5" or not args.no_pool5):
-                    res[v] = json.loads(f.read_text())["mAP"] * 100
+                    found = json.loads(f.read_text())
+                    res[v] = found["mAP"] * 100
+                    res.setdefault("coco_ap", {})[v] = found["coco"]["AP"] * 100
             res["seconds"] = {s: manifest_info(ws, s).get("seconds") for s in ("conv5", "finetune", "svm", "test")}
             if other is not None:
                 o = Workspace(load_config(c, overrides(fam, other["name"], other.get("no_pool5", False),
@@ -83,11 +95,12 @@ def main() -> int:
                 res["combination"] = [100 * summary[k]["mAP"] for k in models + ["combined"]]
             rows[name] = res
 
-        def cell(r, k):
-            return f"{r[k]:.2f}" if k in r else "-"
+        def cell(r, k):  # VOC07 mAP (COCO AP)
+            return f"{r[k]:.2f} ({r['coco_ap'][k]:.2f})" if k in r else "-"
 
         lines = [f"{args.name} ({args.phase}: {train} -> {test}){' with ' + ' '.join(args.overrides) if args.overrides else ''}",
-                 "", "| family | pool5 SVMs | fine-tuned fc7 | + bbox reg | fc7 - pool5 (>= 2.0) | bbox gain (>= 1.0) |",
+                 "", "VOC07 mAP (COCO AP):", "",
+                 "| family | pool5 SVMs | fine-tuned fc7 | + bbox reg | fc7 - pool5 (>= 2.0) | bbox gain (>= 1.0) |",
                  "|---|---|---|---|---|---|"]
         for name, r in rows.items():
             d1 = f"{r['fc7'] - r['pool5']:+.2f}" if "pool5" in r and "fc7" in r else "-"
@@ -108,6 +121,18 @@ def main() -> int:
                   out / f"{args.name}.json")
 
     return run_main(go)
+
+
+def start_from(src: Path, dst: Path) -> None:
+    """Copy the trained models and stage manifests of work directory ``src`` into a new ``dst`` (not the
+    detections, evaluation or caches)."""
+    from spp_det.layout import Layout
+    a, b = Layout(src), Layout(dst)
+    if not a.manifest("test").is_file():
+        raise ValueError(f"{src}: --start-from needs a finished variant there")
+    for d in (a.manifest("test").parent, a.finetune_dir, a.svm("fc7").parent, a.bbox_reg.parent, a.norm("", "").parent):
+        if d.is_dir():
+            shutil.copytree(d, b.root / d.relative_to(a.root))
 
 
 if __name__ == "__main__":

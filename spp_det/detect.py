@@ -4,7 +4,10 @@ For each class: keep windows scoring > ``score_thresh`` (-1.5); with
 ``bbox_reg_order = "before_nms"`` (default) regress them, clip to the image,
 then NMS at ``nms`` (0.3); with ``"after_nms"`` (released code) NMS the raw
 windows, then regress and clip the survivors.  At most ``max_per_class``
-(100) detections per class per image, highest scores first.
+(100) detections per class per image, highest scores first.  With ``box_voting``
+(not in the paper; off by default) each detection NMS keeps then takes the
+score-weighted mean box of the candidates it suppressed or overlaps
+(:func:`box_voting`).
 All boxes are internal (0-based inclusive, original-image pixels).
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from .bbox_reg import decode
 from .linear import LinearModels
-from .boxes import batched_nms, clip_boxes, nms
+from .boxes import batched_nms, box_iou, clip_boxes, nms
 from .config import TestConfig
 
 
@@ -83,7 +86,8 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int]
 
 def combine(parts: list[Detections], cfg: TestConfig, device: Union[torch.device, str] = "cpu") -> Detections:
     """Union of detections of one image (e.g. several models' :func:`candidates`), then per-class NMS
-    at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination).  Output
+    at ``cfg.nms`` and the ``max_per_class`` cap, highest scores first (model combination), then
+    :func:`box_voting` among the whole union when ``cfg.box_voting`` is set.  Output
     grouped by class in label order.  ``device``: where the NMS runs (the detector's GPU: 1.1 ms per image
     there against 2.2 ms on the H100 machine's CPU; docs/BENCHMARKS.md, "On a GPU").  Candidates are
     boxes and scores in numpy; only the kept indices come back."""
@@ -94,4 +98,31 @@ def combine(parts: list[Detections], cfg: TestConfig, device: Union[torch.device
     keep, labels = keep[order], labels[order]
     rank = np.arange(len(keep)) - np.searchsorted(labels, labels)  # place within its class
     keep = keep[rank < cfg.max_per_class]
-    return Detections(allx.boxes[keep], allx.scores[keep], allx.labels[keep])
+    kept = Detections(allx.boxes[keep], allx.scores[keep], allx.labels[keep])
+    return kept if cfg.box_voting is None else box_voting(kept, allx, cfg.box_voting)
+
+
+def box_voting(kept: Detections, pool: Detections, iou_threshold: float) -> Detections:
+    """Box voting (Gidaris and Komodakis, "Object detection via a multi-region & semantic
+    segmentation-aware CNN model", ICCV 2015, section 5): each detection of ``kept`` takes as its box
+    the mean of the boxes of ``pool`` of its class that overlap it by IoU >= ``iou_threshold`` (+1
+    rule), weighted by ``max(score, 0)``; its score and label stay.  A detection no positive-scoring
+    box of ``pool`` overlaps keeps its own box.
+
+    Conventions: ``kept`` (K boxes) and ``pool`` (M boxes, usually the candidates ``kept`` was chosen
+    from by NMS, so each kept box votes for itself) hold internal boxes ``(., 4)`` of one image;
+    returns K detections in ``kept``'s order.  A mean of boxes is not clipped again: every box of
+    ``pool`` lies in the image when the pool was (:func:`candidates` clips).
+    """
+    boxes = kept.boxes.astype(np.float64)
+    for c in np.unique(kept.labels):
+        k = np.nonzero(kept.labels == c)[0]
+        p = np.nonzero(pool.labels == c)[0]
+        if not len(p):
+            continue
+        w = np.maximum(pool.scores[p].astype(np.float64), 0.0)[None, :] * (box_iou(kept.boxes[k], pool.boxes[p])
+                                                                            >= iou_threshold)
+        total = w.sum(1)
+        ok = total > 0
+        boxes[k[ok]] = (w[ok] @ pool.boxes[p].astype(np.float64)) / total[ok, None]
+    return Detections(boxes.astype(np.float32), kept.scores, kept.labels)

@@ -83,6 +83,54 @@ def test_combine_is_union_then_nms():
     np.testing.assert_allclose(np.sort(c.scores), [0.1, 0.95])
 
 
+def test_box_voting_hand_worked():
+    # class 0: the kept box (score 3) and a suppressed one 2 px to the right (score 1) vote 3:1; a box of
+    # score -0.5 overlapping both has no weight; a far box does not overlap. Class 1 has one box of score
+    # -0.2 only: no positive weight, it keeps its box.
+    boxes = np.array([[0, 0, 19, 19], [2, 0, 21, 19], [1, 1, 20, 20], [60, 60, 79, 79], [0, 0, 9, 9]], np.float32)
+    pool = Detections(boxes, np.array([3.0, 1.0, -0.5, 2.0, -0.2], np.float32), np.array([0, 0, 0, 0, 1]))
+    cfg = TestConfig(nms=0.3, box_voting=0.5)
+    out = combine([pool], cfg)
+    got = {(int(l), round(float(s), 2)): b for b, s, l in zip(out.boxes, out.scores, out.labels)}
+    assert sorted(got) == [(0, 2.0), (0, 3.0), (1, -0.2)]
+    np.testing.assert_allclose(got[(0, 3.0)], [0.5, 0, 19.5, 19])  # (3 * [0,0,19,19] + 1 * [2,0,21,19]) / 4
+    np.testing.assert_allclose(got[(0, 2.0)], [60, 60, 79, 79])
+    np.testing.assert_allclose(got[(1, -0.2)], [0, 0, 9, 9])
+    off = combine([pool], TestConfig(nms=0.3))  # off (the paper): NMS's own boxes, in the same order
+    np.testing.assert_array_equal(off.scores, out.scores)
+    np.testing.assert_allclose(off.boxes[0], [0, 0, 19, 19])
+
+
+def test_box_voting_matches_brute_force():
+    from spp_det.boxes import box_iou
+    from spp_det.detect import box_voting
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 80, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], 1).astype(np.float32)
+    pool = Detections(boxes, rng.normal(0, 1, 300).astype(np.float32), rng.integers(0, 3, 300))
+    kept = combine([pool], TestConfig(nms=0.3))
+    for t in (0.3, 0.5, 0.7):
+        got = box_voting(kept, pool, t)
+        for i in range(len(kept)):  # one detection at a time, from the definition
+            num, den = np.zeros(4), 0.0
+            for j in range(len(pool)):
+                iou = box_iou(kept.boxes[i:i + 1], pool.boxes[j:j + 1])[0, 0]
+                if pool.labels[j] == kept.labels[i] and iou >= t and pool.scores[j] > 0:
+                    num += pool.scores[j] * pool.boxes[j].astype(np.float64)
+                    den += pool.scores[j]
+            np.testing.assert_allclose(got.boxes[i], num / den if den > 0 else kept.boxes[i], rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(got.scores, kept.scores)
+        np.testing.assert_array_equal(got.labels, kept.labels)
+
+
+def test_box_voting_config_checks():
+    from spp_det.config import Config
+    with pytest.raises(ValueError, match="test.box_voting must be an IoU"):
+        Config(test=TestConfig(box_voting=1.5)).validate()
+    with pytest.raises(ValueError, match="box_voting needs test.bbox_reg_order: before_nms"):
+        Config(test=TestConfig(box_voting=0.5, bbox_reg_order="after_nms")).validate()
+
+
 def test_ridge_objective_matches_closed_form():
     # sklearn Ridge(alpha) minimises ||y - Xw - b||^2 + alpha ||w||^2 (intercept not penalised)
     rng = np.random.default_rng(0)
