@@ -6,8 +6,8 @@ then NMS at ``nms`` (0.3); with ``"after_nms"`` (released code) NMS the raw
 windows, then regress and clip the survivors.  At most ``max_per_class``
 (100) detections per class per image, highest scores first.  With ``box_voting``
 (not in the paper; off by default) each detection NMS keeps then takes the
-score-weighted mean box of the candidates it suppressed or overlaps
-(:func:`box_voting`).
+score-weighted mean box of its class's candidates that overlap it by IoU >=
+``box_voting`` (:func:`box_voting`).
 All boxes are internal (0-based inclusive, original-image pixels).
 """
 from __future__ import annotations
