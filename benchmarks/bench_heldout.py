@@ -9,8 +9,9 @@ Usage: python benchmarks/bench_heldout.py [--configs configs/demo.yaml configs/f
 chosen); ``--phase test`` trains on ``trainval`` and evaluates on ``test`` (reported once). Every
 config runs the whole pipeline under ``<out>/<phase>/<config name>/<name>`` with proposals and conv5
 maps shared by all runs of that family and phase; ``--set`` applies to every config (a variant of the
-defaults). Prints one row per family with the deltas the defaults must meet (fine-tuned fc7 >= pool5
-+ 2.0, box regression >= +1.0; VOC07 mAP with COCO AP in brackets), and writes ``<out>/<phase>/<name>.md`` and ``.json``.
+defaults). Prints one row per family (VOC07 mAP, COCO AP in brackets) with the deltas the defaults
+must meet (fine-tuned fc7 >= pool5 + 2.0, box regression >= +1.0), and writes
+``<out>/<phase>/<name>.md`` and ``.json``.
 
 ``--combine-with OTHER`` also combines each family's model with that of the finished variant OTHER
 (its overrides read from ``OTHER.json``; paper section 4.3, ``spp_det.combine``: every test window
@@ -130,7 +131,7 @@ def start_from(src: Path, dst: Path) -> None:
     a, b = Layout(src), Layout(dst)
     if not a.manifest("test").is_file():
         raise ValueError(f"{src}: --start-from needs a finished variant there")
-    for d in (a.manifest("test").parent, a.finetune_dir, a.svm("fc7").parent, a.bbox_reg.parent, a.norm("", "").parent):
+    for d in (a.manifest("test").parent, a.finetune_dir, a.svm("fc7").parent, a.bbox_reg.parent, a.norms_dir):
         if d.is_dir():
             shutil.copytree(d, b.root / d.relative_to(a.root))
 

@@ -102,11 +102,15 @@ class Layout:
     def tuned_trunk(self) -> Path:
         return self.finetune_dir / "trunk.pt"
 
+    @property
+    def norms_dir(self) -> Path:
+        return self.root / "norms"
+
     def norm(self, kind: str, key: str) -> Path:
-        return self.root / "norms" / f"{kind}_{key}.json"
+        return self.norms_dir / f"{kind}_{key}.json"
 
     def norms(self, kind: str) -> list[Path]:
-        return sorted((self.root / "norms").glob(f"{kind}_*.json"))
+        return sorted(self.norms_dir.glob(f"{kind}_*.json"))
 
     def svm(self, kind: str) -> Path:
         """The SVMs on ``kind`` features (``fc7``, ``pool5``)."""
