@@ -107,6 +107,24 @@ def test_replacing_a_test_image_recomputes_its_proposals_and_map_only(copy, caps
     assert "changed since its last run" in caplog.text
 
 
+def test_a_test_time_option_reruns_only_test_and_eval(copy, capsys):
+    """Box voting on a finished run: the trained stages stay; the same detections (ids, scores, order)
+    come back. (This 12-iteration detector scores every window below 0, so by voting's max(score, 0)
+    weights no box moves either; tests/test_heads.py checks the voting itself.)"""
+    from spp_det.evaluation.voc import read_comp4
+    files = sorted(Workspace(copy).layout.detections("test", "fc7").glob("comp4_det_test_*.txt"))
+    before = [read_comp4(p) for p in files]
+    copy.test.box_voting = 0.5
+    run_pipeline(copy, progress=False)
+    assert ran(capsys.readouterr().out) == {"dataset", "test", "eval"}
+    for b, p in zip(before, files):
+        a = read_comp4(p)
+        np.testing.assert_array_equal(a.image_ids, b.image_ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert (b.scores < 0).all()
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
 def test_force_recomputes_a_stage_and_everything_downstream_from_scratch(copy, capsys, caplog):
     ws = Workspace(copy)
     best = torch.load(ws.root / "finetune" / "best.pt")
