@@ -13,6 +13,7 @@ with box regression when one was trained.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -81,8 +82,6 @@ def draw_detections(image_bgr: np.ndarray, dets: Detections, classes: list[str],
 def detect_folder(workdir: str, files: list[Path], out: Path, min_score: float = 0.0,
                   device: Optional[str] = None, quiet: bool = False) -> None:
     """Detect with the experiment in ``workdir`` on ``files``; write ``<stem>_det.jpg`` with boxes to ``out``."""
-    import time
-
     from .io_utils import save_image
     det = Detector.from_workdir(workdir, device)
     out.mkdir(parents=True, exist_ok=True)

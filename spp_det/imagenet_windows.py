@@ -11,7 +11,8 @@ classes. As in the paper's multi-scale testing, the map is computed at several `
 window pooled at the one where its scaled area is closest to 224 x 224
 (:func:`spp_det.multiscale.select_scale_indices`), the input size the classifier was trained at (on
 photo 000001 of the 13 real ones, the whole-image window's top-1 probability is 0.88 at a single scale
-of 224 and 0.009 at 448: docs/BENCHMARKS.md, "ImageNet windows on the real photos"). Per class, windows are reduced by NMS; the drawn boxes are the best-scoring ones.
+of 224 and 0.009 at 448: docs/BENCHMARKS.md, "ImageNet windows on the real photos"). Per class,
+windows are reduced by NMS; the drawn boxes are the best-scoring ones.
 
 Conventions: boxes are internal ``(N, 4)`` (:mod:`spp_det.boxes`) of the original image; labels are
 ImageNet class names (torchvision's list), **not** the detector's classes. A window's score is the
@@ -131,10 +132,6 @@ class ImageNetWindowScorer:
             if not any(w.label == name and intersection_over_smaller(w.box, boxes[i]) > overlap for w in out):
                 out.append(Window(boxes[i], name, float(prob[i])))
         return out, whole
-
-    def best_windows(self, image_bgr: np.ndarray, boxes: np.ndarray, **kwargs) -> list[Window]:
-        """:meth:`label`'s windows."""
-        return self.label(image_bgr, boxes, **kwargs)[0]
 
 
 NOTE = ("Boxes: selective-search windows scored by {net}'s own ImageNet classifier on each window's "

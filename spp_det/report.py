@@ -27,6 +27,7 @@ import numpy as np
 
 from .drawing import labelled_box
 from .io_utils import load_json, save_text
+from .stages import stage_done
 from .variants import VARIANT, VARIANTS
 from .workspace import Workspace
 
@@ -81,19 +82,13 @@ def _pct(x: Optional[float]) -> str:
 SVM_STAGE = {"pool5": "svm_pool5", "fc7": "svm"}
 
 
-def _done(ws: Workspace, stage: str) -> bool:
-    """The stage is done for this config and data: files an earlier config left are not shown as its."""
-    from .stages import stage_done
-    return stage_done(ws, stage)
-
-
 def _finetune_log(ws: Workspace) -> bool:
-    return _done(ws, "finetune") and ws.layout.finetune_log.is_file()
+    return stage_done(ws, "finetune") and ws.layout.finetune_log.is_file()
 
 
 def _results(ws: Workspace, split: str) -> dict:
     """Variant -> its eval JSON, in table order (variants the eval stage scored for this config)."""
-    if not _done(ws, "eval"):
+    if not stage_done(ws, "eval"):
         return {}
     out = {}
     for v in VARIANTS:
@@ -107,7 +102,7 @@ def draw_missing_pictures(ws: Workspace, split: str) -> None:
     """Draw the pictures the stages draw (:mod:`spp_det.layout`) where a finished run lacks them."""
     from .stages import draw_eval_plots
     lay = ws.layout
-    if _done(ws, "eval"):
+    if stage_done(ws, "eval"):
         variants = list(_results(ws, split))
         wanted = [lay.pr_plot(split, v) for v in variants] + [lay.stagewise_plot(split), lay.recall_plot(split)]
         if not all(p.is_file() for p in wanted):
@@ -123,7 +118,7 @@ def draw_missing_pictures(ws: Workspace, split: str) -> None:
             finetune_curves(saved["history"], lay.finetune_plot, f"fine-tuning of {ws.cfg.name}",
                             (saved.get("best") or {}).get("iter"))
     for kind in ("pool5", "fc7"):
-        if _done(ws, SVM_STAGE[kind]) and not lay.mining_plot(kind).is_file():
+        if stage_done(ws, SVM_STAGE[kind]) and not lay.mining_plot(kind).is_file():
             from .linear import LinearModels
             from .plots import mining_progress
             info = LinearModels.load(lay.svm(kind)).info
@@ -235,13 +230,13 @@ def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: i
     else:
         parts.append('<p class="note">No fine-tuning log for this config (not run yet, or fine-tuning is off).</p>')
     for kind in ("pool5", "fc7"):
-        if _done(ws, SVM_STAGE[kind]):
+        if stage_done(ws, SVM_STAGE[kind]):
             parts.append(_img(lay.mining_plot(kind), f"hard-negative mining of the {kind} SVMs",
                               "these SVMs were trained before mining was recorded; `spp-det "
-                              f"{'svm' if kind == 'fc7' else 'svm_pool5'} --force` retrains them"))
+                              f"{SVM_STAGE[kind]} --force` retrains them"))
 
     parts.append(f"<h2>Proposals of {html.escape(split)}</h2>")
-    parts.append(_img(lay.recall_plot(split), "proposal recall") if _done(ws, "eval")
+    parts.append(_img(lay.recall_plot(split), "proposal recall") if stage_done(ws, "eval")
                  else '<p class="note">Not evaluated yet.</p>')
 
     parts.append("<h2>Stage times (last run of each)</h2>")
@@ -249,7 +244,7 @@ def write_report(ws: Workspace, images: int = 12, min_score: float = 0.0, top: i
     for s in STAGES:
         if s.manifest and s.used(ws):
             sec = manifest_info(ws, s.name).get("seconds")
-            rows.append([s.name, "-" if sec is None else f"{sec:.1f}", "done" if _done(ws, s.name) else "not done",
+            rows.append([s.name, "-" if sec is None else f"{sec:.1f}", "done" if stage_done(ws, s.name) else "not done",
                          s.doc])
     parts.append(_table(["stage", "seconds", "state", "what it does"], rows))
 

@@ -42,6 +42,6 @@ def test_windows_of_one_conv_map_are_classified_apart(side_by_side):
     rng = np.random.default_rng(1)  # small windows as distractors: the two photos stay the best windows
     xy = rng.integers(0, 500, (30, 2))
     small = np.concatenate([xy, xy + rng.integers(64, 100, (30, 2))], 1).clip(0, [599, 299, 599, 299])
-    best = scorer.best_windows(img, np.concatenate([boxes, small]), top=2, min_prob=0.0, overlap=0.5)
+    best, _ = scorer.label(img, np.concatenate([boxes, small]), top=2, min_prob=0.0, overlap=0.5)
     labels = {scorer.classes.index(w.label) for w in best}
     assert len(best) == 2 and any(c in CAT for c in labels) and any(c in COFFEE for c in labels)
