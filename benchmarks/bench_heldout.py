@@ -3,7 +3,7 @@
 
 Usage: python benchmarks/bench_heldout.py [--configs configs/demo.yaml configs/family_silhouettes.yaml
        configs/family_photos.yaml] [--phase dev|test] [--name base] [--set key=value ...] [--no-pool5]
-       [--combine-with OTHER] [--start-from OTHER]
+       [--combine-with OTHER [--combine-mode union|average]] [--start-from OTHER]
 
 ``--phase dev`` trains on each dataset's ``train`` split and evaluates on ``val`` (where defaults are
 chosen); ``--phase test`` trains on ``trainval`` and evaluates on ``test`` (reported once). Every
@@ -15,7 +15,8 @@ must meet (fine-tuned fc7 >= pool5 + 2.0, box regression >= +1.0), and writes
 
 ``--combine-with OTHER`` also combines each family's model with that of the finished variant OTHER
 (its overrides read from ``OTHER.json``; paper section 4.3, ``spp_det.combine``: every test window
-scored by both, union, per-class NMS) and adds a table of both models and their combination.
+scored by both, union, per-class NMS; with ``--combine-mode average`` their scores and box deltas
+averaged on each window instead) and adds a table of both models and their combination.
 
 ``--start-from OTHER`` starts each family's new work directory from a copy of the finished variant
 OTHER's trained models and manifests (fine-tuning, SVMs, box regressors, feature norms): the stage
@@ -45,6 +46,8 @@ def main() -> int:
                    "change it: compare with a run that has it)")
     p.add_argument("--combine-with", metavar="OTHER", help="a finished variant of the same phase to combine "
                    "each family's model with (e.g. --name lite1 --set backbone.name=lite1 --combine-with final)")
+    p.add_argument("--combine-mode", default="union", help="how --combine-with combines: union (the paper's) "
+                   "or average (scores and deltas averaged on shared windows; spp_det.combine)")
     p.add_argument("--start-from", metavar="OTHER", help="a finished variant of the same phase whose trained "
                    "models and manifests a new work directory starts from (only changed stages rerun)")
     p.add_argument("--out", default="runs/heldout")
@@ -90,10 +93,12 @@ def main() -> int:
                                                        other["overrides"])))
                 if not stage_done(o, "test"):
                     raise ValueError(f"{o.root}: variant {other['name']} has not finished for {c}")
-                summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}",
-                                          progress=not args.no_progress)
+                tag = "" if args.combine_mode == "union" else f"_{args.combine_mode}"
+                summary = run_combination([o, ws], fam / f"{other['name']}+{args.name}{tag}",
+                                          progress=not args.no_progress, mode=args.combine_mode)
                 models = list(summary["_info"]["models"])  # [other, this], as passed
                 res["combination"] = [100 * summary[k]["mAP"] for k in models + ["combined"]]
+                res["combination_coco_ap"] = [100 * summary[k]["coco"]["AP"] for k in models + ["combined"]]
             rows[name] = res
 
         def cell(r, k):  # VOC07 mAP (COCO AP)
@@ -108,17 +113,20 @@ def main() -> int:
             d2 = f"{r['fc7_bbox'] - r['fc7']:+.2f}" if "fc7_bbox" in r and "fc7" in r else "-"
             lines.append(f"| {name} | {cell(r, 'pool5')} | {cell(r, 'fc7')} | {cell(r, 'fc7_bbox')} | {d1} | {d2} |")
         if other is not None:
-            lines += ["", f"Model combination ({other['name']} + {args.name}, each model's main variant):", "",
+            lines += ["", f"Model combination ({other['name']} + {args.name}, each model's main variant, "
+                      f"{args.combine_mode}), VOC07 mAP (COCO AP):", "",
                       f"| family | {other['name']} | {args.name} | combined | gain over the better |",
                       "|---|---|---|---|---|"]
             for name, r in rows.items():
-                a, b, both = r["combination"]
-                lines.append(f"| {name} | {a:.2f} | {b:.2f} | {both:.2f} | {both - max(a, b):+.2f} |")
+                (a, b, both), (ca, cb, cboth) = r["combination"], r["combination_coco_ap"]
+                lines.append(f"| {name} | {a:.2f} ({ca:.2f}) | {b:.2f} ({cb:.2f}) | {both:.2f} ({cboth:.2f}) | "
+                             f"{both - max(a, b):+.2f} ({cboth - max(ca, cb):+.2f}) |")
         text = "\n".join(lines)
         print(text)
         save_text(text + "\n", out / f"{args.name}.md")
         save_json({"name": args.name, "phase": args.phase, "overrides": args.overrides,
-                   "no_pool5": args.no_pool5, "combine_with": args.combine_with, "rows": rows},
+                   "no_pool5": args.no_pool5, "combine_with": args.combine_with,
+                   "combine_mode": args.combine_mode, "rows": rows},
                   out / f"{args.name}.json")
 
     return run_main(go)

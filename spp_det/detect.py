@@ -13,7 +13,7 @@ All boxes are internal (0-based inclusive, original-image pixels).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -53,14 +53,34 @@ def candidates(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int],
     ``(N, C)``; pool5: ``(N, D)`` unscaled pooled features (needed with ``reg``; an array or a tensor,
     on a GPU too: :class:`LinearModels` regresses where it lies).
     """
+    return averaged_candidates(boxes, [scores], image_hw, cfg, [pool5], None if reg is None else [reg])
+
+
+def averaged_candidates(boxes: np.ndarray, scores: Sequence[np.ndarray], image_hw: tuple[int, int], cfg: TestConfig,
+                        pool5: Optional[Sequence[Union[np.ndarray, torch.Tensor, None]]] = None,
+                        regs: Optional[Sequence[LinearModels]] = None) -> Detections:
+    """:func:`candidates` of several models that scored the same windows: per class, the windows whose
+    mean score is > ``score_thresh``, moved by the mean of the models' regression deltas (if
+    ``regs``), clipped (model combination by averaging; not in the paper).  One model: exactly
+    :func:`candidates`.
+
+    Conventions: boxes ``(N, 4)`` internal, the windows every model scored; ``scores[m]`` ``(N, C)``
+    model m's scores; ``pool5[m]`` ``(N, D_m)`` its unscaled pooled features and ``regs[m]`` its
+    regressors (the models' features may differ in width: each regressor reads its own model's).
+    """
     H, W = image_hw
-    picks = [(c, keep) for c in range(scores.shape[1]) if len(keep := np.nonzero(scores[:, c] > cfg.score_thresh)[0])]
+    mean = scores[0] if len(scores) == 1 else sum(np.asarray(s, np.float64) for s in scores) / len(scores)
+    picks = [(c, keep) for c in range(mean.shape[1]) if len(keep := np.nonzero(mean[:, c] > cfg.score_thresh)[0])]
     if not picks:
         return Detections.concat([])
     rows = np.concatenate([keep for _, keep in picks])  # all classes at once, class by class
     labels = np.concatenate([np.full(len(keep), c, np.int64) for c, keep in picks])
-    b = boxes[rows] if reg is None else decode(boxes[rows], np.concatenate(reg.class_deltas(pool5, picks)))
-    return Detections(clip_boxes(b, H, W), scores[rows, labels].astype(np.float32), labels)
+    if regs is None:
+        b = boxes[rows]
+    else:
+        deltas = [np.concatenate(r.class_deltas(x, picks)) for r, x in zip(regs, pool5)]
+        b = decode(boxes[rows], deltas[0] if len(deltas) == 1 else sum(deltas) / len(deltas))
+    return Detections(clip_boxes(b, H, W), mean[rows, labels].astype(np.float32), labels)
 
 
 def postprocess(boxes: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int], cfg: TestConfig,

@@ -84,19 +84,7 @@ class TrainedModels:
             empty = Detections.concat([])
             return {v: empty for v in todo}
         clock = _Clock(times, self.device)
-        with clock("pool"):  # on a GPU everything up to the scores stays there (cached maps are moved)
-            pooled = self.pooler.pool(on_device(maps, self.device), boxes, image_hw)
-        with clock("fc"):
-            fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)), pooled, self.batch)
-        pool5 = pooled  # a tensor: LinearModels score it where it lies
-        with clock("svm"):
-            scores = {}
-            if any(VARIANT[v].svm == "fc7" for v in todo):
-                scores["fc7"] = self.svm_fc7.scores(fc7)
-            if "pool5" in todo:
-                base = pool5 if base_maps is None else self.pooler.pool(on_device(base_maps, self.device), boxes,
-                                                                         image_hw)
-                scores["pool5"] = self.svm_pool5.scores(base)
+        scores, pool5 = self.window_scores(maps, boxes, image_hw, base_maps, todo, clock)
         out = {}
         for v in todo:
             sc, reg = scores[VARIANT[v].svm], self.bbox_reg if VARIANT[v].bbox else None
@@ -110,6 +98,30 @@ class TrainedModels:
                 with clock("nms"):
                     out[v] = combine([out[v]], self.test_cfg, self.device)
         return out
+
+    @torch.no_grad()
+    def window_scores(self, maps: Sequence[torch.Tensor], boxes: np.ndarray, image_hw: tuple[int, int],
+                      base_maps: Optional[Sequence[torch.Tensor]] = None, variants: Optional[Sequence[str]] = None,
+                      clock: Optional["_Clock"] = None) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """Every window's class scores before any threshold: ``({"fc7"|"pool5": (N, C)}, pool5)``, the
+        SVMs ``variants`` need (default: all), and the windows' unscaled pooled features ``(N, D)``
+        (on the models' device) that the box regressors read.  Arguments as in :meth:`detect`."""
+        todo = list(variants or self.variants())
+        clock = clock or _Clock(None, self.device)
+        with clock("pool"):  # on a GPU everything up to the scores stays there (cached maps are moved)
+            pooled = self.pooler.pool(on_device(maps, self.device), boxes, image_hw)
+        with clock("fc"):
+            fc7 = batched(lambda x: self.head.fc7_features(x.to(self.device)), pooled, self.batch)
+        pool5 = pooled  # a tensor: LinearModels score it where it lies
+        with clock("svm"):
+            scores = {}
+            if any(VARIANT[v].svm == "fc7" for v in todo):
+                scores["fc7"] = self.svm_fc7.scores(fc7)
+            if "pool5" in todo:
+                base = pool5 if base_maps is None else self.pooler.pool(on_device(base_maps, self.device), boxes,
+                                                                         image_hw)
+                scores["pool5"] = self.svm_pool5.scores(base)
+        return scores, pool5
 
     def variants(self) -> list[str]:
         """The names of the :data:`VARIANTS` these models give, in table order."""

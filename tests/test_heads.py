@@ -83,6 +83,46 @@ def test_combine_is_union_then_nms():
     np.testing.assert_allclose(np.sort(c.scores), [0.1, 0.95])
 
 
+def test_averaged_candidates_match_brute_force():
+    # two models score the same 60 windows (3 classes); each regresses from its own features (5-d, 7-d)
+    from spp_det.boxes import clip_boxes
+    from spp_det.detect import averaged_candidates, candidates
+    from spp_det.linear import LinearModels
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 90, (60, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (60, 2))], 1).astype(np.float32)
+    scores = [rng.normal(-1, 1, (60, 3)).astype(np.float32) for _ in range(2)]
+    feats = [rng.normal(0, 1, (60, d)).astype(np.float32) for d in (5, 7)]
+    regs = [LinearModels(rng.normal(0, 0.05, (3, d, 4)), rng.normal(0, 0.05, (3, 4)), 0.5, ["a", "b", "c"], "bbox")
+            for d in (5, 7)]
+    cfg = TestConfig(score_thresh=-1.2)
+    got = averaged_candidates(boxes, scores, (100, 110), cfg, feats, regs)
+    want_b, want_s, want_l, want_rows = [], [], [], []
+    for c in range(3):  # class by class, windows in order: from the definition
+        for i in range(60):
+            s = (float(scores[0][i, c]) + float(scores[1][i, c])) / 2
+            if s > cfg.score_thresh:
+                d = (regs[0].deltas(feats[0][i:i + 1], c) + regs[1].deltas(feats[1][i:i + 1], c)) / 2
+                want_b.append(clip_boxes(decode(boxes[i:i + 1], d), 100, 110)[0])
+                want_s.append(s)
+                want_l.append(c)
+                want_rows.append(i)
+    assert 20 < len(want_s) < 150  # the threshold keeps some windows and drops others
+    np.testing.assert_array_equal(got.labels, want_l)
+    np.testing.assert_allclose(got.scores, want_s, rtol=1e-6)
+    np.testing.assert_allclose(got.boxes, np.array(want_b), rtol=1e-5, atol=1e-3)
+    # unregressed: the windows themselves; one model: exactly candidates(); a model twice: itself
+    plain = averaged_candidates(boxes, scores, (100, 110), cfg)
+    np.testing.assert_array_equal(plain.scores, got.scores)
+    np.testing.assert_array_equal(plain.boxes, clip_boxes(boxes[want_rows], 100, 110))
+    one = candidates(boxes, scores[0], (100, 110), cfg, feats[0], regs[0])
+    twice = averaged_candidates(boxes, [scores[0]] * 2, (100, 110), cfg, [feats[0]] * 2, [regs[0]] * 2)
+    for a in (averaged_candidates(boxes, scores[:1], (100, 110), cfg, feats[:1], regs[:1]), twice):
+        np.testing.assert_array_equal(a.boxes, one.boxes)
+        np.testing.assert_array_equal(a.scores, one.scores)
+        np.testing.assert_array_equal(a.labels, one.labels)
+
+
 def test_box_voting_hand_worked():
     # class 0: the kept box (score 3) and a suppressed one 2 px to the right (score 1) vote 3:1; a box of
     # score -0.5 overlapping both has no weight; a far box does not overlap. Class 1 has one box of score

@@ -180,15 +180,37 @@ def test_two_scale_pipeline_shares_caches_and_pools_at_both_scales(trained):
     a, b, c = f("tiny_0"), f("tiny_1"), f("combined")
     assert len(c.scores) <= len(a.scores) + len(b.scores)
     assert set(np.round(c.scores, 5)) <= set(np.round(a.scores, 5)) | set(np.round(b.scores, 5))
+    # averaging (the two share proposals): each model's row is still its own test stage's
+    avg = run_combination([ws, ws2], tmp / "averaged", progress=False, mode="average")
+    for name in ("tiny_0", "tiny_1"):
+        assert avg[name]["mAP"] == pytest.approx(summary[name]["mAP"], abs=1e-9)
+    assert avg["_info"]["mode"] == "average" and 0.0 <= avg["combined"]["mAP"] <= 1.0
 
 
-def test_combining_a_model_with_itself_changes_nothing(trained, tmp_path):
+@pytest.mark.parametrize("mode", ["union", "average"])
+def test_combining_a_model_with_itself_changes_nothing(trained, tmp_path, mode):
     from spp_det.combine import run_combination
     tmp, cfg, ws = trained
-    s = run_combination([ws, Workspace(cfg)], tmp_path / "self", progress=False)
+    s = run_combination([ws, Workspace(cfg)], tmp_path / "self", progress=False, mode=mode)
     assert s["combined"]["mAP"] == pytest.approx(s["tiny_0"]["mAP"], abs=1e-12)
-    assert (tmp_path / "self" / "combined" / "comp4_det_test_disc.txt").read_text() == \
-        (tmp_path / "self" / "tiny_0" / "comp4_det_test_disc.txt").read_text()
+    for c in CLASSES:
+        assert (tmp_path / "self" / "combined" / f"comp4_det_test_{c}.txt").read_text() == \
+            (tmp_path / "self" / "tiny_0" / f"comp4_det_test_{c}.txt").read_text()
+    own = json.loads((ws.root / "eval" / "test_fc7_bbox.json").read_text())
+    assert s["tiny_1"]["mAP"] == pytest.approx(own["mAP"], abs=1e-9)  # each model's row is its test stage's
+
+
+def test_averaging_refuses_models_that_scored_other_windows(trained, tmp_path, monkeypatch):
+    from spp_det.combine import run_combination
+    tmp, cfg, ws = trained
+    other = Workspace(cfg)
+    shifted = lambda r, split: ws.data.boxes_for(r, split) + 1.0
+    monkeypatch.setattr(other.data, "boxes_for", shifted)
+    with pytest.raises(ValueError, match="other proposals than in .*averaging needs the same windows"):
+        run_combination([ws, other], tmp_path / "avg", progress=False, mode="average")
+    with pytest.raises(ValueError, match="combination mode 'mean': must be one of union, average"):
+        run_combination([ws, other], tmp_path / "avg", progress=False, mode="mean")
+    assert not (tmp_path / "avg").exists()  # nothing half-written
 
 
 def test_pretrain_stage_feeds_the_detection_backbone(trained, tmp_path):

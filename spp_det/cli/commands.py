@@ -402,6 +402,9 @@ def _add_combine(p):
     p.add_argument("--configs", nargs="+", required=True, help="experiment YAMLs or shipped names (at least two)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--variant", help="variant of each model to combine (default: fc7_bbox if trained, else fc7)")
+    p.add_argument("--mode", default="union", help="union: the paper's, every model's scored "
+                   "windows united before NMS; average: each window's scores and box deltas averaged over the "
+                   "models (not in the paper; needs the same proposals)")
     add_output_args(p)
 
 
@@ -415,7 +418,7 @@ def _combine(args):
         if not stage_done(ws, "test"):
             raise ValueError(f"{ws.root}: its pipeline has not finished for this config "
                              "(run spp-det run --config ... first)")
-    summary = run_combination(wss, args.out, args.variant, progress=progress_of(args))
+    summary = run_combination(wss, args.out, args.variant, progress=progress_of(args), mode=args.mode)
     print(format_combination(summary, [k for k in summary if k not in ("combined", "_info")]))
 
 
