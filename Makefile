@@ -27,7 +27,7 @@ demo: $(STAMP)
 # The rest of the paper's method on the same generated data (each reuses the demo's proposals):
 #   demo-5scale   the demo at 5 scales (conv5 at 480..1200, a scale per window), 1- vs 5-scale mAP
 #   demo-zf5      ZF-5 pre-trained from scratch as an SPP classifier (multi-size), then detection
-#   demo-combine  the Lite0 and Lite1 detectors combined (union of scored windows + NMS)
+#   demo-combine  the Lite0 and Lite1 detectors combined (union of scored windows + NMS; then averaged)
 demo-5scale: $(STAMP)
 	$(SPP) run --config configs/demo.yaml
 	$(SPP) run --config configs/demo_5scale.yaml
@@ -41,6 +41,7 @@ demo-combine: $(STAMP)
 	$(SPP) run --config configs/demo.yaml
 	$(SPP) run --config configs/demo_lite1.yaml
 	$(SPP) combine --configs configs/demo.yaml configs/demo_lite1.yaml --out runs/demo_combined
+	$(SPP) combine --configs configs/demo.yaml configs/demo_lite1.yaml --mode average --out runs/demo_combined_average
 
 # Speed (docs/BENCHMARKS.md):
 #   demo-fc-options  the trained demo tested with truncated-SVD fc6/fc7 and with bf16 fc (mAP change)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Combine trained experiments: score every test window with each, unite, per-class NMS 0.3.
+"""Combine trained experiments: score every test window with each, unite (or average: --mode average),
+per-class NMS 0.3.
 
 Usage: python tools/combine_models.py --configs configs/demo.yaml configs/demo_lite1.yaml --out runs/combined
 

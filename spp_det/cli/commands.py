@@ -627,7 +627,7 @@ def _commands() -> tuple[Command, ...]:
                 "ImageNet classifier, SPP-pooled", _add_imagenet_windows, _imagenet_windows),
         Command("time", "per-image time of each part: SPP 1-scale, SPP 5-scale, R-CNN (the paper's Table 10)",
                 _add_time, _time, TIME_DESCRIPTION),
-        Command("combine", "combine trained experiments: every test window scored by each, union, NMS",
+        Command("combine", "combine trained experiments: every test window scored by each, union (or average), NMS",
                 _add_combine, _combine),
         Command("compare", "side-by-side mAP and COCO AP of finished experiments", _add_compare, _compare),
         Command("eval-proposals", "proposal recall at IoU 0.5 / 0.7 and ABO against the number of proposals",
