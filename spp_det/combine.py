@@ -7,15 +7,16 @@ first when the order is ``before_nms``) are united and NMS'd at ``test.nms``
 docs/BENCHMARKS.md, "Model combination"): each window's class scores are the
 mean of the models' scores and its regressed box applies the mean of their
 deltas (:func:`spp_det.detect.averaged_candidates`), then the same threshold
-and NMS; the models must have scored the same windows (the same proposals).  Each model's own detections are written and scored
-too (its candidates through the same NMS: identical to its own test stage),
-so the table compares each model with the combination on the same images.
+and NMS; the models must have scored the same windows (the same proposals).
+Each model's own detections are written and scored too (its candidates
+through the same NMS: identical to its own test stage), so the table compares
+each model with the combination on the same images.
 
 The models must share the test split (same image ids).  They may use
 different backbones, scales and proposals: each uses its own conv5 cache and
-proposal file.  In union mode with ``bbox_reg_order: after_nms`` a model's regression needs
-its NMS survivors, so its post-NMS detections enter the union instead (an
-approximation, noted in the output); average mode refuses that order.
+proposal file.  In union mode with ``bbox_reg_order: after_nms`` a model's
+regression needs its NMS survivors, so its post-NMS detections enter the union
+instead (an approximation, noted in the output); average mode refuses that order.
 """
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
-
 import numpy as np
+from tqdm import tqdm
 
 from .detect import Detections, averaged_candidates, candidates, combine
 from .evaluation.coco import evaluate_comp4_voc_coco
