@@ -94,7 +94,7 @@ def run_combination(workspaces: Sequence[Workspace], out_dir: str | Path, varian
         boxes = ref.data.boxes_for(r, split)
         scores, pooled = [], []
         for k, (ws, m, cache, v) in enumerate(zip(workspaces, models, caches, chosen)):
-            if not np.array_equal(ws.data.boxes_for(r, split), boxes):
+            if k and not np.array_equal(ws.data.boxes_for(r, split), boxes):
                 raise ValueError(f"{ws.root}: image {r.image_id} has other proposals than in {ref.root}; "
                                  "averaging needs the same windows (mode union does not)")
             if len(boxes) == 0:
