@@ -145,6 +145,15 @@ def conv5_flips(ws: Workspace) -> bool:
     return ws.cfg.finetune.use_flipped and ws.cfg.finetune.enabled
 
 
+def frozen_maps_used(ws: Workspace) -> bool:
+    """Whether any stage reads the start trunk's conv5 maps: not in R-CNN mode (no maps), nor with conv
+    fine-tuning unless the pool5 baseline is trained (fine-tuning then reads its own cache of the frozen
+    start's outputs, and the later stages the tuned trunk's maps: on 2 cores the frozen maps of the
+    silhouettes family at 5 scales took 845 s beyond its 688 ones, docs/BENCHMARKS.md)."""
+    m = ws.models
+    return not m.rcnn_mode and (not m.conv_tuned or ws.cfg.svm.pool5_baseline)
+
+
 def stage_conv5(ws: Workspace, progress: bool) -> list[Path]:
     cache = ws.models.conv5_cache()
     cache.build(ws.dist.shard(conv5_views(ws)), ws.models.device, progress)
@@ -544,7 +553,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("proposals", stage_proposals, "selective search boxes of every split",
           (), key_proposals, _always, scratch_proposals, sharded=True),
     Stage("conv5", stage_conv5, "conv5 maps of every image view at every scale, cached",
-          ("pretrain",), key_conv5, lambda ws: not ws.models.rcnn_mode, scratch_conv5, sharded=True),
+          ("pretrain",), key_conv5, lambda ws: frozen_maps_used(ws), scratch_conv5, sharded=True),
     Stage("finetune", stage_finetune, "fine-tune fc6/fc7/fc8 (and the last conv layers if set) on pooled windows",
           ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
           lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s], sharded=True),

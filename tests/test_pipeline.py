@@ -14,7 +14,7 @@ from spp_det.config import config_from_dict
 from spp_det.data.images import resize_short_side
 from spp_det.data.synthetic import CLASSES
 from spp_det.pipeline import run_pipeline, run_stage
-from spp_det.stages import stage_done, stage_key
+from spp_det.stages import get_stage, stage_done, stage_key
 from spp_det.workspace import Workspace
 from helpers import kill_finetune_at, tiny_config
 
@@ -311,6 +311,19 @@ def test_conv_finetuning_trains_the_last_modules_and_later_stages_use_its_maps(t
     for f in sorted((ws.root / "detections" / "test" / "pool5").glob("comp4*.txt")):
         assert (ws2.root / "detections" / "test" / "pool5" / f.name).read_text() == f.read_text()
     assert 0.0 <= json.loads((ws2.root / "eval" / "test_fc7_bbox.json").read_text())["mAP"] <= 1.0
+    # without the pool5 baseline nothing reads the start trunk's conv5 maps: they are not computed, and the
+    # detections are those of the run that computed them (the frozen start's outputs are copied over)
+    root4 = tmp / "conv5_conv_only"
+    root4.mkdir()
+    shutil.copytree(starts[0], root4 / starts[0].name)
+    d4 = {**d, "workdir": str(tmp / "work_conv_only"), "features": {**d["features"], "conv5_root": str(root4)},
+          "svm": {**d["svm"], "pool5_baseline": False}}
+    ws4 = run_pipeline(config_from_dict(d4), progress=False)
+    assert not get_stage("conv5").used(ws4) and get_stage("conv5").used(ws2)
+    assert sorted(p.name for p in root4.iterdir()) == sorted([starts[0].name, t.dirs[224].name])
+    for v in ("fc7", "fc7_bbox"):
+        for f in sorted((ws2.root / "detections" / "test" / v).glob("comp4*.txt")):
+            assert (ws4.root / "detections" / "test" / v / f.name).read_text() == f.read_text()
     # resuming after a kill between snapshots gives the same trunk
     work3 = tmp / "work_conv_resume"
     shutil.copytree(ws2.root, work3, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
