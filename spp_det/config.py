@@ -190,6 +190,10 @@ class FinetuneConfig:
     images_per_chunk: int = 64
     batches_per_chunk: int = 16
     snapshot_every: int = 10000
+    # also write the resume checkpoint (not a snapshot: no history row, no best.pt) when this many minutes
+    # have passed since the last write, so a kill loses at most this much work whatever snapshot_every is;
+    # it does not change the result, so it is not part of the stage key (0: after every iteration)
+    checkpoint_minutes: float = 10.0
     val_split: Optional[str] = None  # choose the snapshot on this split (never test)
     val_images: int = 100
     fc8_std: float = 0.01
@@ -368,6 +372,8 @@ class Config:
                                  f"({self.model.fc_dim}) so that fc6/fc7 start from the pre-trained net")
         # a bad schedule value names its key now, not at fine-tuning ("auto" resolves once the backbone is known)
         self.finetune.resolved("paper" if self.finetune.recipe == "auto" else self.finetune.recipe)
+        if self.finetune.checkpoint_minutes < 0:
+            raise ValueError("config: finetune.checkpoint_minutes must be >= 0")
         if self.finetune.conv_layers < 0 or self.finetune.images_per_batch < 1:
             raise ValueError("config: finetune.conv_layers must be >= 0 and finetune.images_per_batch >= 1")
         ft = self.finetune

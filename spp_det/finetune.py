@@ -24,8 +24,10 @@ iterations); the learning rate rises linearly over ``warmup_iterations``, then
 follows ``lr_policy`` (``step``: x ``gamma`` at each of ``lr_steps``;
 ``cosine``: half a cosine from ``base_lr`` to 0 at the last iteration).  A
 checkpoint (weights, optimiser state, iteration, RNG state) is written
-atomically every ``snapshot_every`` iterations and at the end; a killed run
-resumes from it.  If ``val_split`` is set, each snapshot's loss on a fixed
+atomically every ``snapshot_every`` iterations, at the end, and between
+snapshots whenever ``checkpoint_minutes`` have passed since the last write
+(with the training loss summed so far); a killed run resumes from it, to the
+same result.  If ``val_split`` is set, each snapshot's loss on a fixed
 sample of that split's windows picks ``best.pt``; otherwise ``best.pt`` is the
 last snapshot.  The test split is never used (the config refuses it).
 
@@ -514,7 +516,7 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
     params = [{"params": [p for _, p in named if p.dim() > 1], "weight_decay": ft.weight_decay},
               {"params": [p for _, p in named if p.dim() <= 1], "weight_decay": 0.0}]  # biases
     opt = torch.optim.SGD(params, lr=ft.base_lr, momentum=ft.momentum)
-    it, history, best = 0, [], None
+    it, history, best, loss_acc, n_acc = 0, [], None, 0.0, 0
     torch.manual_seed(job.seed + 1)  # dropout masks: reproducible whatever ran before
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -525,6 +527,8 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
             opt.load_state_dict(state["opt"])
             it, history, best = state["iter"], state["history"], state["best"]
             set_rng_state(state["torch_rng"], device)
+            # a checkpoint between snapshots holds the training loss summed so far over every rank's parts
+            loss_acc, n_acc = (state.get("loss_acc", 0.0) if job.dist.main else 0.0), state.get("n_acc", 0)
             log.info("resuming fine-tuning at iteration %d", it)
     if it == 0 and job.dist.main:
         _clear_log(job)
@@ -544,8 +548,15 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=tuner is not None)  # (an empty micro-batch leaves the tail unused)
     bar = tqdm(total=total, initial=it, desc="fine-tune", unit="it", disable=not progress)
-    t0, loss_acc, n_acc = time.perf_counter(), 0.0, 0
+    t0 = last_write = time.perf_counter()
     start_it = it
+
+    def checkpoint(partial_loss: float = 0.0) -> None:
+        save_torch({"hash": job.key, "head": head.state_dict(), "opt": opt.state_dict(),
+                    "trunk": tuner.trunk.state_dict() if tuner else None, "iter": it, "history": history,
+                    "best": best, "torch_rng": rng_state(device), "loss_acc": partial_loss, "n_acc": n_acc},
+                   ckpt_path)
+
     while it < total:
         micro = next(batches)
         for g in opt.param_groups:
@@ -568,28 +579,35 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
         n_acc += 1
         it += 1
         bar.update(1)
-        if it % ft.snapshot_every == 0 or it == total:
-            train_loss = d.sum(loss_acc) / max(1, n_acc * M)  # every rank's parts
-            loss_acc, n_acc = 0.0, 0
-            if not d.main:
-                continue
-            entry = {"iter": it, "train_loss": train_loss, "lr": lr_at(it - 1, ft, total)}
-            if val is not None:
-                entry.update({f"val_{k}": v for k, v in _evaluate(head, val, device).items()})
-            history.append(entry)
-            bar.set_postfix(loss=f"{entry['train_loss']:.3f}")
-            if val is None or best is None or entry["val_loss"] < best["val_loss"]:
-                best = entry
-                if tuner is not None:  # (no snapshot choice with conv fine-tuning: best = last)
-                    save_torch({k: v.cpu() for k, v in tuner.trunk.state_dict().items()}, job.trunk_path)
-                save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
-            save_torch({"hash": job.key, "head": head.state_dict(), "opt": opt.state_dict(),
-                        "trunk": tuner.trunk.state_dict() if tuner else None,
-                        "iter": it, "history": history, "best": best, "torch_rng": rng_state(device)},
-                       ckpt_path)
-            save_json({"history": history, "best": best}, log_path)
-            if job.log_writer is not None:
-                job.log_writer(history, best)
+        if it % ft.snapshot_every and it != total:  # between snapshots: a checkpoint when one is due
+            due = time.perf_counter() - last_write >= 60 * ft.checkpoint_minutes
+            if d.world > 1:  # rank 0's clock decides, for every rank (the loss sum below is collective)
+                due = d.sum(float(due and d.main)) > 0
+            if due:
+                partial = d.sum(loss_acc)
+                if d.main:
+                    checkpoint(partial)
+                last_write = time.perf_counter()
+            continue
+        last_write = time.perf_counter()
+        train_loss = d.sum(loss_acc) / max(1, n_acc * M)  # every rank's parts
+        loss_acc, n_acc = 0.0, 0
+        if not d.main:
+            continue
+        entry = {"iter": it, "train_loss": train_loss, "lr": lr_at(it - 1, ft, total)}
+        if val is not None:
+            entry.update({f"val_{k}": v for k, v in _evaluate(head, val, device).items()})
+        history.append(entry)
+        bar.set_postfix(loss=f"{entry['train_loss']:.3f}")
+        if val is None or best is None or entry["val_loss"] < best["val_loss"]:
+            best = entry
+            if tuner is not None:  # (no snapshot choice with conv fine-tuning: best = last)
+                save_torch({k: v.cpu() for k, v in tuner.trunk.state_dict().items()}, job.trunk_path)
+            save_torch({k: v.cpu() for k, v in head.state_dict().items()}, best_path)
+        checkpoint()
+        save_json({"history": history, "best": best}, log_path)
+        if job.log_writer is not None:
+            job.log_writer(history, best)
     bar.close()
     if job.log_writer is not None:
         job.log_writer.close()

@@ -415,8 +415,10 @@ def key_conv5(ws: Workspace) -> dict:
 
 def key_finetune(ws: Workspace) -> dict:
     c = ws.cfg
-    ft = {k: v for k, v in vars(ws.models.finetune_cfg).items() if (k, v) != ("micro_batches", 1)}  # (so keys
-    # made before the option existed hold)
+    # (micro_batches at 1 left out so that keys made before the option existed hold; checkpoint_minutes only
+    # says how often a resumable state is written)
+    ft = {k: v for k, v in vars(ws.models.finetune_cfg).items()
+          if (k, v) != ("micro_batches", 1) and k != "checkpoint_minutes"}
     return {**_training_labels(ws, ws.finetune_split, c.finetune.val_split), "pool": ws.models.pooling_key(),
             "model": vars(c.model), "finetune": ft, "seed": c.seed}
 

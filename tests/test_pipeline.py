@@ -1,5 +1,6 @@
 """End to end on a tiny generated dataset: every stage, skip-on-rerun, config invalidation, resume, API."""
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -90,6 +91,32 @@ def test_finetune_resume_equals_uninterrupted_run(trained, monkeypatch):
     b = torch.load(work2 / "finetune" / "best.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_finetune_checkpoints_between_snapshots_by_the_clock(trained, monkeypatch, caplog):
+    """finetune.checkpoint_minutes: 0 writes the resume checkpoint after every iteration: a kill between
+    snapshots loses nothing, the resumed run ends as the uninterrupted one did (weights and the training
+    loss of each snapshot), and the option is not part of the stage key."""
+    tmp, cfg, ws = trained
+    work = tmp / "work_resume_minutes"
+    shutil.copytree(ws.root, work, ignore=shutil.ignore_patterns("finetune", "finetune.json"))
+    d = cfg.to_dict()
+    ft = {**d["finetune"], "checkpoint_minutes": 0}
+    ws2 = Workspace(config_from_dict({**d, "workdir": str(work), "finetune": ft}))
+    assert stage_key(ws2, "finetune") == stage_key(ws, "finetune")
+    kill_finetune_at(ws2, 25, monkeypatch)  # the last snapshot was at 20
+    assert torch.load(work / "finetune" / "ckpt.pt", weights_only=False)["iter"] == 25
+    caplog.set_level(logging.INFO, logger="spp_det.finetune")
+    run_stage(ws2, "finetune", progress=False)
+    assert "resuming fine-tuning at iteration 25" in caplog.text
+    a, b = torch.load(ws.layout.head), torch.load(ws2.layout.head)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    want, got = (json.loads(w.layout.finetune_log.read_text())["history"] for w in (ws, ws2))
+    assert [h["iter"] for h in got] == [h["iter"] for h in want] == [10, 20, 30]
+    np.testing.assert_allclose([h["train_loss"] for h in got], [h["train_loss"] for h in want], rtol=1e-6)
+    with pytest.raises(ValueError, match="finetune.checkpoint_minutes"):
+        config_from_dict({**d, "finetune": {**d["finetune"], "checkpoint_minutes": -1}})
 
 
 def test_python_api_detects_on_a_test_image(trained, tmp_path):
