@@ -555,7 +555,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("proposals", stage_proposals, "selective search boxes of every split",
           (), key_proposals, _always, scratch_proposals, sharded=True),
     Stage("conv5", stage_conv5, "conv5 maps of every image view at every scale, cached",
-          ("pretrain",), key_conv5, lambda ws: frozen_maps_used(ws), scratch_conv5, sharded=True),
+          ("pretrain",), key_conv5, frozen_maps_used, scratch_conv5, sharded=True),
     Stage("finetune", stage_finetune, "fine-tune fc6/fc7/fc8 (and the last conv layers if set) on pooled windows",
           ("proposals", "conv5"), key_finetune, _always, scratch_finetune,
           lambda ws: [s for s in (ws.finetune_split, ws.cfg.finetune.val_split) if s], sharded=True),
