@@ -260,7 +260,19 @@ def _spp_pool_kernel(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int
     # windows is several times faster than with torch.empty (bench_spp_pool.py, "output allocation")
     out = np.empty((len(cells), C * sum(n * n for n in levels)), np.float32)
     hwc = fmap.detach().to(torch.float32).permute(1, 2, 0).contiguous().numpy()
-    _spp_kernel(hwc, np.ascontiguousarray(cells, np.int64), lv, src, offsets, out)
+    # The kernel uses as many threads as torch may (`--threads`, OMP_NUM_THREADS, one per rank under
+    # torchrun).  Numba's OpenMP layer, started by the first parallel call, also resets the OpenMP
+    # runtime it shares with torch to numba's count (all cores), so torch's count is put back.  Before
+    # this, every torchrun rank on 2 cores ran 2 torch and 2 numba threads: data-parallel fine-tuning
+    # of the demo took 0.308 s/it, now 0.161 s/it (docs/BENCHMARKS.md, "torchrun, step 2").  The
+    # output does not depend on the thread count (one window per thread).
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        _spp_kernel(hwc, np.ascontiguousarray(cells, np.int64), lv, src, offsets, out)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
     return torch.from_numpy(out).to(fmap.dtype)
 
 

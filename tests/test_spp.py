@@ -242,3 +242,37 @@ def test_triton_kernel_logic_matches_brute_force_in_tritons_cpu_interpreter():
                                                                                    os.environ.get("PYTHONPATH", "")])}
     p = subprocess.run([sys.executable, "-c", _TRITON_CHECK], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]
+
+
+_THREADS_CHECK = r"""
+import hashlib, numpy as np, torch
+torch.set_num_threads(1)  # what --threads 1 or a torchrun rank (OMP_NUM_THREADS=1) asks for
+from spp_det.spp import spp_pool
+import numba
+rng = np.random.default_rng(0)
+fmap = torch.from_numpy(rng.standard_normal((16, 21, 23)).astype(np.float32))
+x1, y1 = rng.integers(0, 20, 500), rng.integers(0, 18, 500)
+cells = np.stack([x1, y1, np.minimum(22, x1 + rng.integers(0, 9, 500)), np.minimum(20, y1 + rng.integers(0, 9, 500))], 1)
+one = spp_pool(fmap, cells, method="kernel")
+print(torch.get_num_threads(), numba.get_num_threads(), hashlib.sha1(one.numpy().tobytes()).hexdigest())
+torch.set_num_threads(2)
+two = spp_pool(fmap, cells, method="kernel")
+print(torch.get_num_threads(), numba.get_num_threads(), hashlib.sha1(two.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_kernel_keeps_torchs_thread_count_and_uses_it():
+    """Numba's OpenMP start-up (the first parallel kernel call) used to reset the runtime it shares with
+    torch to numba's own count (all cores), overriding `--threads` and torchrun's one thread per rank.
+    In a fresh process: torch's count is unchanged by the kernel, numba's follows it, and the pooled
+    values do not depend on it."""
+    import os
+    import subprocess
+    import sys
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores to tell 1 thread from all of them")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    p = subprocess.run([sys.executable, "-c", _THREADS_CHECK], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (t1, n1, h1), (t2, n2, h2) = (line.split() for line in p.stdout.split("\n")[:2])
+    assert (t1, n1) == ("1", "1") and (t2, n2) == ("2", "2") and h1 == h2
