@@ -581,7 +581,10 @@ def finetune(job: FinetuneJob, progress: bool = True) -> Path:
         bar.update(1)
         if it % ft.snapshot_every and it != total:  # between snapshots: a checkpoint when one is due
             due = time.perf_counter() - last_write >= 60 * ft.checkpoint_minutes
-            if d.world > 1:  # rank 0's clock decides, for every rank (the loss sum below is collective)
+            # rank 0's clock decides, for every rank (the loss sum below is collective): one scalar gloo
+            # all-reduce per iteration, 345 us on 2 CPU processes (a session script, 2,000 calls) against a
+            # 161 ms iteration of the demo's data-parallel fine-tuning there
+            if d.world > 1:
                 due = d.sum(float(due and d.main)) > 0
             if due:
                 partial = d.sum(loss_acc)
