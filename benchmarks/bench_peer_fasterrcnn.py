@@ -78,8 +78,9 @@ def main() -> int:
         cfg = load_from_args(args)
         out = Path(args.out or f"runs/peer/{cfg.name}")
         steps = [round(args.epochs * 9 / 13), round(args.epochs * 12 / 13)]
-        peer = run_peer(cfg, PeerConfig(epochs=args.epochs, base_lr=args.lr, lr_steps=steps), out,
-                        not args.no_progress)
+        # the peer sees the views ours fine-tunes on: mirrored too unless finetune.use_flipped is false
+        peer = run_peer(cfg, PeerConfig(epochs=args.epochs, base_lr=args.lr, lr_steps=steps,
+                                        flip=cfg.finetune.use_flipped), out, not args.no_progress)
         mine = ours(cfg, args.time_images, not args.no_progress)
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
         if peer.get("device", "cpu") != "cpu":

@@ -186,6 +186,9 @@ class FinetuneConfig:
     fg_threshold: float = 0.5
     bg_low: float = 0.1
     bg_high: float = 0.5
+    # the paper's: fine-tune on trainval and its horizontal mirror. Set false where a mirrored object is
+    # not of its class (characters, digits, chiral signs): on the glyphs family's train/val split the
+    # mirrors cost fc7 5.0 mAP (docs/BENCHMARKS.md, "A fourth family"); the peer follows this setting
     use_flipped: bool = True
     images_per_chunk: int = 64
     batches_per_chunk: int = 16

@@ -11,7 +11,9 @@ side ``model.scales[0]``), evaluated by the same VOC code
 What differs is the method: a region proposal network and RoI-Align head
 (``torchvision.models.detection.FasterRCNN``) trained end to end *with the conv
 layers* from ``trainable_from`` on (BatchNorm frozen), image-centric batches,
-horizontal flips, SGD with linear warm-up and two learning-rate steps.
+horizontal flips (each image with probability 1/2; ``flip=False`` where ours has
+``finetune.use_flipped: false``, so both see the same views), SGD with linear
+warm-up and two learning-rate steps.
 
 Conventions: our boxes are 0-based inclusive pixels ``x1, y1, x2, y2``;
 torchvision's are continuous coordinates, so a box goes in as
@@ -56,6 +58,7 @@ class PeerConfig:
     score_thresh: float = 0.001
     detections_per_img: int = 100
     seed: int = 0
+    flip: bool = True  # mirror each training image with probability 1/2
 
 
 def build_peer(cfg: Config, peer: PeerConfig) -> torch.nn.Module:
@@ -125,7 +128,7 @@ def train_peer(model: torch.nn.Module, records: Sequence[ImageRecord], peer: Pee
         model.train()
         _freeze_bn(model)
         rng = np.random.default_rng([peer.seed, epoch])
-        order, flips = rng.permutation(len(records)), rng.random(len(records)) < 0.5
+        order, flips = rng.permutation(len(records)), rng.random(len(records)) < (0.5 if peer.flip else 0.0)
         torch.manual_seed(peer.seed * 1000 + epoch)
         t0, losses = time.perf_counter(), []
         bar = tqdm(range(per_epoch), desc=f"peer epoch {epoch + 1}/{peer.epochs}", disable=not progress, leave=False)

@@ -52,3 +52,33 @@ def test_output_boxes_return_to_inclusive_pixels(tmp_path):
     assert image_id == "im"
     np.testing.assert_array_equal(dets.boxes, rec.boxes)  # round trip: in and out agree
     assert dets.labels.tolist() == [3] and dets.scores.tolist() == pytest.approx([0.9])
+
+
+class _LossOnly(torch.nn.Module):
+    """Stands in for Faster R-CNN in training: a loss that does not depend on the images."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images, targets):
+        return {"loss": (self.w ** 2).sum()}
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_training_mirrors_images_only_when_asked(tmp_path, monkeypatch, flip):
+    # the peer must see the views ours fine-tunes on: with finetune.use_flipped false (chiral classes,
+    # e.g. characters) it may never train on a mirrored image
+    import spp_det.peer_fasterrcnn as peer_mod
+
+    seen = []
+    real = peer_mod._to_input
+    monkeypatch.setattr(peer_mod, "_to_input", lambda rec, f: (seen.append(f), real(rec, f))[1])
+    rec = _record(tmp_path, (5, 7, 20, 30))
+    cfg = peer_mod.PeerConfig(epochs=4, batch_images=1, warmup_iters=0, flip=flip)
+    peer_mod.train_peer(_LossOnly(), [rec] * 10, cfg, tmp_path / "peer", "key", progress=False)
+    assert len(seen) == 40
+    if flip:
+        assert 10 <= sum(seen) <= 30  # each view mirrored with probability 1/2
+    else:
+        assert not any(seen)
