@@ -10,13 +10,15 @@ merged outputs. Per-image stages (proposals, conv5, test) give rank ``r`` the im
 ``records[r::world]`` (:meth:`Dist.shard`); fine-tuning shares each mini-batch's parts among the
 ranks (DistributedDataParallel, ``finetune.micro_batches``); SVMs and box regressors share the
 classes (:meth:`Dist.shard` of the class indices); the other stages run on rank 0 while the others
-wait. Barriers and small Python objects go through gloo; gradients through gloo on CPU and nccl on
-GPU (the process group is ``cpu:gloo,cuda:nccl`` there); each rank uses the GPU of its ``LOCAL_RANK``.
+wait, rank 0 with their threads (:meth:`Dist.alone`). Barriers and small Python objects go through
+gloo; gradients through gloo on CPU and nccl on GPU (the process group is ``cpu:gloo,cuda:nccl``
+there); each rank uses the GPU of its ``LOCAL_RANK``.
 """
 from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
 
@@ -75,6 +77,26 @@ class Dist:
         t = torch.tensor([value], dtype=torch.float64)
         td.all_reduce(t)
         return float(t[0])
+
+    @contextmanager
+    def alone(self):
+        """For a stage that rank 0 runs while the other ranks wait at a barrier (blocked in gloo, not
+        spinning): rank 0's torch thread count is multiplied by the ranks on its machine (at most its
+        cores), so the waiting ranks' cores work; restored on exit. The other ranks are unchanged.
+
+        torchrun gives each of N ranks on a machine 1 thread, so without this, fine-tuning on rank 0
+        alone used 1 of 2 cores: 0.087 s/it on the demo, 0.051 with both, as in one process
+        (docs/BENCHMARKS.md, "torchrun: 2 processes against 1")."""
+        import torch
+        before = torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if self.main and self.local_world > 1:
+            torch.set_num_threads(max(before, min(before * self.local_world, cores)))
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
 
     @classmethod
     def from_env(cls) -> "Dist":

@@ -52,8 +52,11 @@ class LinearModels:
     _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.W = np.asarray(self.W, np.float32)
-        self.b = np.asarray(self.b, np.float32)
+        # C-contiguous whatever built them: numpy's BLAS rounds ``x @ W.T`` differently for a transposed
+        # layout (last digits of the scores), so a model trained in one process (W assembled from columns)
+        # and the same model merged from torchrun's ranks (rows) would otherwise score apart.
+        self.W = np.ascontiguousarray(self.W, np.float32)
+        self.b = np.ascontiguousarray(self.b, np.float32)
         C = len(self.classes)
         if self.kind not in KINDS:
             raise ValueError(f"linear model kind must be one of {', '.join(KINDS)}, not {self.kind!r}")

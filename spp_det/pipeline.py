@@ -78,7 +78,13 @@ def run_stage(ws: Workspace, stage: str, progress: bool = True, force: bool = Fa
         log.info("stage %s: running (%s)", stage, "forced" if force else reason)
     say(f"[{stage}] running", flush=True)
     t0 = time.perf_counter()
-    outputs = st.run(ws, progress and main) if st.sharded or main else []
+    if st.sharded:
+        outputs = st.run(ws, progress and main)
+    elif main:
+        with ws.dist.alone():  # with the threads of the ranks that wait on this machine
+            outputs = st.run(ws, progress and main)
+    else:
+        outputs = []
     ws.dist.barrier()  # every rank's share is written (or rank 0's stage done)
     dt = time.perf_counter() - t0
     if st.manifest and main:

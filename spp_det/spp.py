@@ -264,8 +264,8 @@ def _spp_pool_kernel(fmap: torch.Tensor, cells: np.ndarray, levels: Sequence[int
     # torchrun).  Numba's OpenMP layer, started by the first parallel call, also resets the OpenMP
     # runtime it shares with torch to numba's count (all cores), so torch's count is put back.  Before
     # this, every torchrun rank on 2 cores ran 2 torch and 2 numba threads: data-parallel fine-tuning
-    # of the demo took 0.308 s/it, now 0.161 s/it (docs/BENCHMARKS.md, "torchrun, step 2").  The
-    # output does not depend on the thread count (one window per thread).
+    # of the demo took 0.224-0.241 s/it, now 0.090 s/it on 2 idle cores (docs/BENCHMARKS.md, "torchrun,
+    # step 2").  The output does not depend on the thread count (one window per thread).
     threads = torch.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:

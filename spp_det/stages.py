@@ -188,8 +188,10 @@ def stage_finetune(ws: Workspace, progress: bool) -> list[Path]:
             return []
         log.warning("fine-tuning on rank 0 alone: set finetune.micro_batches to a multiple of the %d processes "
                     "to share it (which changes the results, as a key part)", d.world)
-        d = Dist()
-    out = finetune(finetune_job(ws, d), progress)
+        with d.alone():  # with the threads of the ranks that wait on this machine
+            out = finetune(finetune_job(ws, Dist()), progress)
+    else:
+        out = finetune(finetune_job(ws, d), progress)
     return [out] + ([ws.layout.tuned_trunk] if ws.models.conv_tuned else [])
 
 

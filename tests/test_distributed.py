@@ -138,3 +138,57 @@ def test_two_processes_share_conv_fine_tuning(tmp_path):
     for f in ("finetune/best.pt", "finetune/trunk.pt"):
         a, b = (torch.load(w / f, weights_only=True) for w in works)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f
+
+
+def test_a_rank_working_alone_takes_the_threads_of_the_ranks_waiting_on_its_machine():
+    # torchrun gives each of 2 ranks on a machine 1 thread; the stage rank 0 runs alone gets both
+    # machine's cores (at most), the waiting rank keeps its 1, and every count comes back on exit
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with Dist(0, 2, 2).alone():
+            assert torch.get_num_threads() == min(2, cores)
+        assert torch.get_num_threads() == 1
+        with Dist(1, 2, 2).alone():  # a waiting rank
+            assert torch.get_num_threads() == 1
+        with Dist(0, 2, 1).alone():  # its partner is on another machine: no cores to take
+            assert torch.get_num_threads() == 1
+        torch.set_num_threads(cores)
+        with Dist(0, 4, 4).alone():  # never past the cores
+            assert torch.get_num_threads() == cores
+        torch.set_num_threads(1)
+        with pytest.raises(RuntimeError):
+            with Dist(0, 2, 2).alone():
+                raise RuntimeError("the stage failed")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_rank_0_alone_equals_one_process_on_the_same_cores(tmp_path):
+    # micro_batches 1 (the default) under torchrun: rank 0 fine-tunes alone, with the waiting rank's
+    # thread, so 2 processes of 1 thread give the head of 1 process of 2 threads, bit for bit
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    data = tmp_path / "data" / "VOC2007"
+    heads = {}
+    tool = str(ROOT / "tools" / "run_pipeline.py")
+    for name, threads, launch in (("one", "2", []),
+                                  ("two", "1", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"])):
+        c = tiny_config(tmp_path / name, data, model={"scales": [224], "fc_dim": 512})
+        c["finetune"]["iterations"] = 10
+        # the same proposals and conv5 maps (conv5 of 1 thread and of 2 may differ in the last bit)
+        c["proposals"]["cache_dir"] = str(tmp_path / "one" / "work" / "proposals")
+        c["features"] = {"conv5_root": str(tmp_path / "one" / "work" / "conv5")}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(c))
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(ROOT)}
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        out = _run([sys.executable, *launch, tool, "--config", str(path), "--stages", "dataset,proposals,conv5,finetune",
+                    "--no-progress"], env)
+        assert ("fine-tuning on rank 0 alone" in out) == bool(launch)
+        heads[name] = torch.load(Path(c["workdir"]) / "finetune" / "best.pt", weights_only=False)
+    a, b = heads["one"], heads["two"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)

@@ -26,6 +26,22 @@ def test_scores_and_deltas_match_a_per_class_loop_and_survive_save_load(tmp_path
         LinearModels(np.zeros((2, D, 1)), np.zeros((2, 1)), 1.0, ["a", "b", "c"], "svm_fc7")
 
 
+@pytest.mark.parametrize("D, N", [(64, 300), (5600, 1), (5600, 300)])  # fc7 and pool5 sizes
+def test_the_same_weights_score_bit_identically_whatever_their_memory_layout(D, N):
+    """A model trained in one process and the same model merged from torchrun's ranks hold equal
+    weights in different layouts; their scores (and so the comp4 files) must be the same bytes
+    (OpenBLAS 0.3.31 rounds (64, 300) and (5600, 1) differently for a transposed W)."""
+    rng = np.random.default_rng(2)
+    C = 6
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    W = rng.standard_normal((C, D, 1)).astype(np.float32)
+    by_columns = np.ascontiguousarray(W[:, :, 0].T).T[:, :, None]  # (C, D, 1): a (D, C) array transposed
+    assert not by_columns.flags.c_contiguous and np.array_equal(by_columns, W)
+    b = rng.standard_normal((C, 1)).astype(np.float32)
+    a, c = (LinearModels(w, b, 0.04, list("abcdef"), "svm_pool5") for w in (W, by_columns))
+    assert a.scores(x).tobytes() == c.scores(x).tobytes()
+
+
 def test_svm_files_written_before_the_class_still_load(tmp_path):
     W, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.array([1.0, -1.0], np.float32)  # (D, C), (C,)
     torch.save({"kind": "fc7", "W": torch.from_numpy(W), "b": torch.from_numpy(b), "scale": 2.0,
