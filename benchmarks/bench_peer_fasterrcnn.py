@@ -18,9 +18,25 @@ import sys
 from pathlib import Path
 
 from spp_det.cli import load_from_args, run_main, setup_logging
-from spp_det.stages import manifest_info, stage_done
+from spp_det.stages import manifest_info, mirror_check, stage_done
 
 TRAIN_STAGES = ("conv5", "finetune", "svm", "bbox_reg")  # proposals are reported apart
+
+
+def mirrors_used(cfg, progress: bool = True) -> bool:
+    """Whether our fine-tuning trains on mirrored views: ``finetune.use_flipped`` (the recipe's when null);
+    for ``check``, the outcome our finished fine-tuning recorded, else the check run now (after the
+    stages it reads)."""
+    from spp_det.pipeline import run_pipeline
+    from spp_det.workspace import Workspace
+
+    ws = Workspace(cfg)
+    flip = ws.models.finetune_cfg.use_flipped
+    if flip != "check":
+        return bool(flip)
+    if stage_done(ws, "finetune") and ws.layout.mirror_check.is_file():
+        return bool(json.loads(ws.layout.mirror_check.read_text())["use_mirrors"])
+    return mirror_check(run_pipeline(cfg, stages=["dataset", "proposals", "conv5"], progress=progress)).use_mirrors
 
 
 def ours(cfg, time_images: int, progress: bool = True) -> dict:
@@ -78,9 +94,9 @@ def main() -> int:
         cfg = load_from_args(args)
         out = Path(args.out or f"runs/peer/{cfg.name}")
         steps = [round(args.epochs * 9 / 13), round(args.epochs * 12 / 13)]
-        # the peer sees the views ours fine-tunes on: mirrored too unless finetune.use_flipped is false
+        # the peer sees the views ours fine-tunes on (mirrored or not)
         peer = run_peer(cfg, PeerConfig(epochs=args.epochs, base_lr=args.lr, lr_steps=steps,
-                                        flip=cfg.finetune.use_flipped), out, not args.no_progress)
+                                        flip=mirrors_used(cfg, not args.no_progress)), out, not args.no_progress)
         mine = ours(cfg, args.time_images, not args.no_progress)
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
         if peer.get("device", "cpu") != "cpu":

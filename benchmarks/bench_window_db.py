@@ -23,7 +23,8 @@ def main() -> int:
         split = ws.finetune_split
         ws.data.proposals(split)  # held anyway while fine-tuning runs: not counted
         tracemalloc.start()
-        db = build_window_db(ws.data, split, cfg.finetune.use_flipped, cfg)
+        # with the mirrors unless use_flipped is false (for check: the most it can hold)
+        db = build_window_db(ws.data, split, ws.models.finetune_cfg.use_flipped is not False, cfg)
         held, peak = tracemalloc.get_traced_memory()
         n = sum(len(d.labels) for d in db)
         print(f"{cfg.name} / {split}: {len(db)} views, {n} windows ({n / len(db):.0f} a view); held "

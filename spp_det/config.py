@@ -31,7 +31,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -143,13 +143,15 @@ class FeaturesConfig:
 FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
     # The paper's, for fc6/fc7 that start from a pretrained classifier (ZF-5 from SPP pre-training,
     # AlexNet, VGG16): 250k iterations at 1e-4, then 50k at 1e-5.
+    # Fine-tuned on the training split and its horizontal mirror.
     "paper": {"iterations": 300000, "epochs": None, "base_lr": 1e-4, "lr_policy": "step", "lr_steps": [250000],
-              "warmup_iterations": 0},
+              "warmup_iterations": 0, "use_flipped": True},
     # For fc6/fc7 that start from random (Lite0/1/2: no pretrained fc layers): a schedule measured in passes
     # over the foreground windows, linear warm-up, cosine decay; chosen on the train/val splits of three
-    # generated families (docs/BENCHMARKS.md, "Fine-tuning recipe").
+    # generated families (docs/BENCHMARKS.md, "Fine-tuning recipe"); the mirrors used where the check finds
+    # that a mirrored object keeps its class (spp_det/mirror_check.py; chosen on the four families' train splits).
     "random_fc": {"iterations": None, "epochs": 8.0, "base_lr": 1e-3, "lr_policy": "cosine", "lr_steps": [],
-                  "warmup_iterations": 100},
+                  "warmup_iterations": 100, "use_flipped": "check"},
 }
 
 
@@ -186,10 +188,13 @@ class FinetuneConfig:
     fg_threshold: float = 0.5
     bg_low: float = 0.1
     bg_high: float = 0.5
-    # the paper's: fine-tune on trainval and its horizontal mirror. Set false where a mirrored object is
-    # not of its class (characters, digits, chiral signs): on the glyphs family's train/val split the
-    # mirrors cost fc7 5.0 mAP (docs/BENCHMARKS.md, "A fourth family"); the peer follows this setting
-    use_flipped: bool = True
+    # true (the paper's): fine-tune on the training split and its horizontal mirror; false: without the mirror,
+    # right where a mirrored object is not of its class (characters, digits, chiral signs: on the glyphs
+    # family's train/val split the mirrors cost fc7 5.0 mAP, docs/BENCHMARKS.md, "A fourth family");
+    # check: the mirror if a classifier of the frozen features finds mirrored objects of their class nearly
+    # as often as the originals (spp_det/mirror_check.py, its outcome in <workdir>/finetune/mirrors.json);
+    # null: the recipe's (paper: true, random_fc: check). The peer follows this setting
+    use_flipped: Optional[Union[bool, Literal["check"]]] = None
     images_per_chunk: int = 64
     batches_per_chunk: int = 16
     snapshot_every: int = 10000

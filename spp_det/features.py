@@ -156,6 +156,17 @@ def compute_conv5_pyramid(backbone: Backbone, image_bgr: np.ndarray, scales: Seq
     return [compute_conv5(backbone, image_bgr, s, device).float().cpu() for s in scales]
 
 
+class ComputedMaps:
+    """Stands for :class:`Conv5Cache` where a view's maps are not cached: ``load`` computes them (float32,
+    every scale, :func:`compute_conv5_pyramid`)."""
+
+    def __init__(self, backbone: Backbone, scales: Sequence[int], device: torch.device | str = "cpu"):
+        self.backbone, self.scales, self.device = backbone.to(device), list(scales), device
+
+    def load(self, record: ImageRecord) -> list[torch.Tensor]:
+        return compute_conv5_pyramid(self.backbone, record.load(), self.scales, self.device)
+
+
 class WindowPooler:
     """Pools original-image windows from an image's conv maps (one per scale).
 

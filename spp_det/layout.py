@@ -99,6 +99,11 @@ class Layout:
         return self.finetune_dir / "best.pt"
 
     @property
+    def mirror_check(self) -> Path:
+        """The outcome of ``finetune.use_flipped: check`` (spp_det/mirror_check.py)."""
+        return self.finetune_dir / "mirrors.json"
+
+    @property
     def tuned_trunk(self) -> Path:
         return self.finetune_dir / "trunk.pt"
 

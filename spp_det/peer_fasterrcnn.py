@@ -11,8 +11,9 @@ side ``model.scales[0]``), evaluated by the same VOC code
 What differs is the method: a region proposal network and RoI-Align head
 (``torchvision.models.detection.FasterRCNN``) trained end to end *with the conv
 layers* from ``trainable_from`` on (BatchNorm frozen), image-centric batches,
-horizontal flips (each image with probability 1/2; ``flip=False`` where ours has
-``finetune.use_flipped: false``, so both see the same views), SGD with linear
+horizontal flips (each image with probability 1/2; ``flip=False`` where ours fine-tunes
+without mirrored views, ``finetune.use_flipped`` false or its check saying no, so both see
+the same views), SGD with linear
 warm-up and two learning-rate steps.
 
 Conventions: our boxes are 0-based inclusive pixels ``x1, y1, x2, y2``;

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .finetune import FinetuneJob
     from .head import SPPHead
     from .linear import LinearModels
+    from .mirror_check import MirrorCheck
     from .window_features import TrainingWindows, WindowFeatures
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,27 @@ def conv5_views(ws: Workspace) -> list[ImageRecord]:
 
 
 def conv5_flips(ws: Workspace) -> bool:
-    return ws.cfg.finetune.use_flipped and ws.cfg.finetune.enabled
+    """Whether the mirrored views of the fine-tuning split are cached (``use_flipped`` true, or ``check``,
+    whose check reads them too)."""
+    ft = ws.models.finetune_cfg
+    return ft.use_flipped is not False and ft.enabled
+
+
+def mirror_check(ws: Workspace, dist: Dist = Dist()) -> "MirrorCheck":
+    """``finetune.use_flipped: check`` on the fine-tuning split (:func:`spp_det.mirror_check.check_mirrors`),
+    run by rank 0 and shared with the others; written to ``<workdir>/finetune/mirrors.json`` and logged."""
+    from .features import ComputedMaps
+    from .mirror_check import check_mirrors
+    out = None
+    if dist.main:
+        m, split = ws.models, ws.finetune_split
+        inputs = m.window_inputs() if m.rcnn_mode or frozen_maps_used(ws) else ComputedMaps(m.backbone, m.scales,
+                                                                                              m.device)
+        out = check_mirrors(ws.data.dataset(split).records, ws.data.classes, inputs, m.pooler(),
+                            lambda r: ws.data.boxes_for(r, split), seed=ws.cfg.seed)
+        save_json(out.to_dict(), ws.layout.mirror_check)
+        log.info("finetune.use_flipped check: %s", out.summary())
+    return dist.all_gather(out)[0] if dist.world > 1 else out
 
 
 def frozen_maps_used(ws: Workspace) -> bool:
@@ -169,7 +190,13 @@ def finetune_job(ws: Workspace, dist: Dist = Dist()) -> "FinetuneJob":
     head = build_head(models, len(ws.data.classes), ws.cfg.seed).to(models.device)
     run = ft.enabled and ft.iterations != 0
     tuner = ConvTuner(models.backbone, ft.conv_layers).to(models.device) if run and models.conv_tuned else None
-    return FinetuneJob(head, ft, build_window_db(ws.data, ws.finetune_split, ft.use_flipped, ws.cfg) if run else [],
+    if run and ft.use_flipped == "check":
+        mirrors = mirror_check(ws, dist).use_mirrors
+    else:
+        mirrors = bool(ft.use_flipped)
+        if dist.main:  # no outcome of an earlier check left beside a head trained without one
+            ws.layout.mirror_check.unlink(missing_ok=True)
+    return FinetuneJob(head, ft, build_window_db(ws.data, ws.finetune_split, mirrors, ws.cfg) if run else [],
                        validation_set(ws.data, models, ws.cfg) if run and dist.main else None, models.pooler(),
                        models.window_inputs(), ws.cfg.seed, models.scales, models.device, stage_key(ws, "finetune"),
                        ws.layout.finetune_dir, ws.layout.finetune_log, ws.layout.head, ws.layout.tuned_trunk, tuner,

@@ -295,6 +295,10 @@ def test_finetune_recipes_fill_only_what_the_user_left_null():
     assert (paper.iterations, paper.base_lr, paper.lr_steps, paper.lr_policy) == (300000, 1e-4, [250000], "step")
     rnd = FinetuneConfig().resolved("random_fc")
     assert rnd.iterations is None and rnd.epochs == FINETUNE_RECIPES["random_fc"]["epochs"]
+    # mirrored views: the paper's with pretrained fc layers, the mirror check without; a user's value stays
+    assert (paper.use_flipped, rnd.use_flipped) == (True, "check")
+    assert FinetuneConfig(use_flipped=False).resolved("random_fc").use_flipped is False
+    assert FinetuneConfig(use_flipped="check").resolved("paper").use_flipped == "check"
     # choosing the length in one unit unsets the other; explicit steps without a policy mean "step"
     mine = FinetuneConfig(iterations=30, lr_steps=[20], base_lr=0.01).resolved("random_fc")
     assert (mine.iterations, mine.epochs, mine.lr_policy, mine.base_lr) == (30, None, "step", 0.01)

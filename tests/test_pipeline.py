@@ -50,6 +50,9 @@ def test_all_outputs_and_metrics(trained):
     assert np.load(next(cdir.glob("*.npy"))).dtype == np.float16
     # the pool5 scale is measured once and shared by the baseline SVMs and the box regressors
     assert sorted(p.name.split("_")[0] for p in (ws.root / "norms").glob("*.json")) == ["fc7", "pool5"]
+    # Lite0's recipe asked the data whether mirrored objects keep their class, and kept the answer
+    check = json.loads(ws.layout.mirror_check.read_text())
+    assert ws.models.finetune_cfg.use_flipped == "check" and isinstance(check["use_mirrors"], bool)
 
 
 def test_rerun_skips_every_stage(trained, capsys):
@@ -68,6 +71,10 @@ def test_changed_config_reruns_only_dependent_stages(trained, capsys):
         assert stage_done(ws2, s), s
     for s in ("svm", "svm_pool5", "test", "eval"):
         assert not stage_done(ws2, s), s
+    # forcing the mirrors either way (instead of the check) is a new fine-tuning
+    for flip in (True, False):
+        cfg5 = config_from_dict({**cfg.to_dict(), "finetune": {**cfg.to_dict()["finetune"], "use_flipped": flip}})
+        assert not stage_done(Workspace(cfg5), "finetune")
     # a new scale gets a new conv5 cache directory: maps from another config are never read
     cfg3 = config_from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "scales": [256]}})
     assert Workspace(cfg3).models.conv5_cache().dirs[256] != ws.models.conv5_cache().dirs[224]
